@@ -1,0 +1,99 @@
+-- The database of unisender-local, version 1 (PRAGMA user_version = 1).
+-- Applied once to an empty file by src/store/db.rs. Ids are global INTEGER PRIMARY KEYs, so an id
+-- of one account is simply absent from another's rows. Times are Unix seconds, UTC.
+-- Statuses, availabilities and membership states are small integers; src/model.rs maps them:
+--   email status:  0 new, 1 invited, 2 active, 3 inactive, 4 unsubscribed, 5 blocked, 6 activation_requested
+--   phone status:  0 new, 2 active, 3 inactive, 4 unsubscribed, 5 blocked
+--   availability:  0 available, 1 unreachable, 2 temp_unreachable, 3 mailbox_full, 4 spam_rejected, 5 spam_folder
+--   membership:    0 active, 1 unsubscribed, 2 excluded, 3 invited
+
+-- One account per API key; every other table hangs off an account.
+CREATE TABLE accounts (
+    id            INTEGER PRIMARY KEY,
+    login         TEXT NOT NULL UNIQUE,       -- as getTotalContactsCount names it
+    api_key       TEXT NOT NULL UNIQUE,       -- the secret every call carries
+    contact_limit INTEGER                     -- the tariff's contact limit; NULL: none
+);
+
+-- Mailing lists.
+CREATE TABLE lists (
+    id                   INTEGER PRIMARY KEY,
+    account_id           INTEGER NOT NULL REFERENCES accounts(id),
+    title                TEXT NOT NULL,       -- unique within the account
+    before_subscribe_url TEXT NOT NULL DEFAULT '',
+    after_subscribe_url  TEXT NOT NULL DEFAULT '',
+    UNIQUE (account_id, title)
+);
+
+-- User-defined contact fields.
+CREATE TABLE fields (
+    id          INTEGER PRIMARY KEY,
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    name        TEXT NOT NULL,                -- unique within the account, case-insensitively
+    type        TEXT NOT NULL,                -- string | text | number | date | bool
+    public_name TEXT NOT NULL,
+    is_visible  INTEGER NOT NULL DEFAULT 1,
+    view_pos    INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX fields_by_name ON fields (account_id, name COLLATE NOCASE);
+
+-- Account-wide tag names.
+CREATE TABLE tags (
+    id         INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    name       TEXT NOT NULL                  -- unique within the account, case-insensitively
+);
+CREATE UNIQUE INDEX tags_by_name ON tags (account_id, name COLLATE NOCASE);
+
+-- Contacts (person_id = id) with their two channels inline: a NULL address means no channel.
+CREATE TABLE contacts (
+    id                 INTEGER PRIMARY KEY,
+    account_id         INTEGER NOT NULL REFERENCES accounts(id),
+    email              TEXT,                  -- lower-cased
+    email_status       INTEGER,
+    email_availability INTEGER,
+    email_add_time     INTEGER,
+    email_request_ip   TEXT,
+    email_confirm_time INTEGER,
+    email_confirm_ip   TEXT,
+    phone              TEXT,                  -- '+' and digits
+    phone_status       INTEGER,
+    phone_availability INTEGER,
+    phone_add_time     INTEGER,
+    phone_request_ip   TEXT
+);
+-- The lookups of importContacts, and the uniqueness of an address within an account.
+CREATE UNIQUE INDEX contacts_by_email ON contacts (account_id, email) WHERE email IS NOT NULL;
+CREATE UNIQUE INDEX contacts_by_phone ON contacts (account_id, phone) WHERE phone IS NOT NULL;
+-- Paging an account's contacts in id order.
+CREATE INDEX contacts_by_account ON contacts (account_id, id);
+
+-- A channel's membership in a list. channel: 0 email, 1 phone.
+CREATE TABLE memberships (
+    contact_id    INTEGER NOT NULL,
+    channel       INTEGER NOT NULL,
+    list_id       INTEGER NOT NULL,
+    state         INTEGER NOT NULL,
+    subscribed_at INTEGER NOT NULL,
+    PRIMARY KEY (contact_id, channel, list_id)
+) WITHOUT ROWID;
+-- Export by list, and removing a deleted list's memberships.
+CREATE INDEX memberships_by_list ON memberships (list_id, contact_id);
+
+-- User-field values; a field without a value has no row.
+CREATE TABLE field_values (
+    contact_id INTEGER NOT NULL,
+    field_id   INTEGER NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (contact_id, field_id)
+) WITHOUT ROWID;
+
+-- Tags on contacts.
+CREATE TABLE contact_tags (
+    contact_id INTEGER NOT NULL,
+    tag_id     INTEGER NOT NULL,
+    PRIMARY KEY (contact_id, tag_id)
+) WITHOUT ROWID;
+CREATE INDEX contact_tags_by_tag ON contact_tags (tag_id, contact_id);
+
+PRAGMA user_version = 1;

@@ -1,0 +1,55 @@
+//! importContacts (§5): the call read off the wire, planned, applied by the writer, answered.
+
+use super::{Answer, Call};
+use crate::error::{Error, Result};
+use crate::import_plan::{Columns, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows, split_rows};
+use crate::store::apply_import::ImportOutcome;
+use crate::store::db;
+use crate::store::writer::Command;
+use serde_json::json;
+
+pub fn import_contacts(call: &Call) -> Result<Answer> {
+    let params = call.params;
+    let flags = ImportFlags::parse(params).map_err(Error::invalid_arg)?;
+    let field_names = params
+        .get("field_names")
+        .ok_or_else(|| Error::invalid_arg("field_names is missing"))?;
+    let data = params
+        .get("data")
+        .ok_or_else(|| Error::invalid_arg("data is missing"))?;
+    let user_fields = call.store.read(|conn| db::field_names(conn, call.account.id))?;
+    let columns = Columns::parse(field_names, &user_fields).map_err(Error::invalid_arg)?;
+    let rows = split_rows(data, &columns).map_err(Error::invalid_arg)?;
+    let plan = ImportPlan {
+        account_id: call.account.id,
+        flags,
+        field_ids: columns.field_ids(),
+        rows: plan_rows(&columns, &rows, rows.len() >= PARALLEL_THRESHOLD),
+    };
+    let outcome = call
+        .store
+        .writer()
+        .submit(|reply| Command::Import(Box::new(plan), reply))?;
+    Ok(answer(outcome))
+}
+
+fn answer(outcome: ImportOutcome) -> Answer {
+    let log: Vec<_> = outcome
+        .log
+        .iter()
+        .map(|entry| json!({"index": entry.index, "code": entry.note.code, "message": entry.note.message}))
+        .collect();
+    let mut answer = Answer::new(json!({
+        "total": outcome.total,
+        "inserted": outcome.inserted,
+        "updated": outcome.updated,
+        "deleted": outcome.deleted,
+        "new_emails": outcome.new_emails,
+        "invalid": outcome.invalid,
+        "log": log,
+    }));
+    if outcome.overlimit {
+        answer.warnings.push("Addresses overlimit for current period".into());
+    }
+    answer
+}

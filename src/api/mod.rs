@@ -1,0 +1,106 @@
+//! The methods of the contacts API: parameters in, the `result` value out. One file per group
+//! of methods; this file checks the key and finds the method.
+
+mod fields;
+mod import;
+mod lists;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::params::Params;
+use crate::store::Store;
+use crate::store::db::{self, Account};
+use crate::store::writer::Command;
+use serde_json::Value;
+
+/// A successful call: its `result`, and the top-level `warnings` if any.
+#[derive(Debug)]
+pub struct Answer {
+    pub result: Value,
+    pub warnings: Vec<String>,
+}
+
+impl Answer {
+    pub fn new(result: Value) -> Answer {
+        Answer {
+            result,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// What a method sees: the store, and the account whose key the call carries.
+pub struct Call<'a> {
+    pub store: &'a Store,
+    pub account: Account,
+    pub params: &'a Params,
+}
+
+type Method = fn(&Call) -> Result<Answer>;
+
+fn find_method(name: &str) -> Option<Method> {
+    Some(match name {
+        "importContacts" => import::import_contacts,
+        "getLists" => lists::get_lists,
+        "createList" => lists::create_list,
+        "getFields" => fields::get_fields,
+        "createField" => fields::create_field,
+        _ => return None,
+    })
+}
+
+/// Runs `method` (its name as in the path, `async/` included) for the key in `params`.
+pub fn call(store: &Store, method: &str, params: &Params) -> Result<Answer> {
+    let Some(run) = find_method(method) else {
+        return Err(Error::api(
+            ErrorCode::UnknownMethod,
+            format!("unknown method \"{method}\""),
+        ));
+    };
+    let account = authenticate(store, params)?;
+    run(&Call {
+        store,
+        account,
+        params,
+    })
+}
+
+fn authenticate(store: &Store, params: &Params) -> Result<Account> {
+    let key = params.value("api_key").map(str::trim).unwrap_or_default();
+    if key.is_empty() {
+        return Err(Error::api(ErrorCode::InvalidApiKey, "api_key is missing"));
+    }
+    store
+        .read(|conn| db::account_by_key(conn, key))?
+        .ok_or_else(|| Error::api(ErrorCode::InvalidApiKey, "invalid api_key"))
+}
+
+/// The database answers reads and the writer commits a transaction.
+pub fn health(store: &Store) -> Result<()> {
+    store.read(db::ping)?;
+    store.writer().submit(Command::Ping)
+}
+
+impl Call<'_> {
+    /// A required plain parameter, trimmed; `invalid_arg` naming it when missing or empty.
+    pub fn required(&self, name: &str) -> Result<&str> {
+        match self.params.get(name) {
+            None => Err(Error::invalid_arg(format!("{name} is missing"))),
+            Some(param) => match param.as_value().map(str::trim) {
+                Some("") => Err(Error::invalid_arg(format!("{name} is empty"))),
+                Some(value) => Ok(value),
+                None => Err(Error::invalid_arg(format!("{name} must be a single value"))),
+            },
+        }
+    }
+
+    /// An optional plain parameter, trimmed; an array in its place is `invalid_arg`.
+    pub fn optional(&self, name: &str) -> Result<Option<&str>> {
+        match self.params.get(name) {
+            None => Ok(None),
+            Some(param) => param
+                .as_value()
+                .map(|v| Some(v.trim()))
+                .ok_or_else(|| Error::invalid_arg(format!("{name} must be a single value"))),
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! importContacts before the database: the call's columns (§5.1, §5.2) and each row checked on
+//! its own (§5.3), in parallel with rayon. What needs the database's current state (who exists,
+//! which lists exist, the status rule, tags already on a contact) is left to the writer.
+//!
+//! Pure: no I/O, so rows can be validated on any thread and give the same result on all.
+
+use crate::model::{
+    Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, Phone, PhoneStatus, Timestamp,
+    comma_items, normalise_tags, parse_flag,
+};
+use crate::params::{Key, Param, Params};
+use rayon::prelude::*;
+use std::collections::HashSet;
+
+pub const MAX_ROWS: usize = 500;
+pub const MAX_FIELD_COLUMNS: usize = 50;
+pub const MAX_CELL_BYTES: usize = 64 * 1024;
+/// Below this many rows, validating on the calling thread beats handing the rows to rayon.
+pub const PARALLEL_THRESHOLD: usize = 32;
+
+/// One of a contact's two channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Email,
+    Phone,
+}
+
+impl Channel {
+    pub fn code(self) -> i64 {
+        match self {
+            Channel::Email => 0,
+            Channel::Phone => 1,
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Phone => "phone",
+        }
+    }
+}
+
+/// What a column of `field_names` stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Column {
+    Email,
+    Phone,
+    Delete,
+    Tags,
+    Status(Channel),
+    Availability(Channel),
+    ListIds(Channel),
+    SubscribeTimes(Channel),
+    UnsubscribedListIds(Channel),
+    ExcludedListIds(Channel),
+    AddTime(Channel),
+    RequestIp(Channel),
+    ConfirmTime,
+    ConfirmIp,
+    /// A user field, by id.
+    Field(i64),
+}
+
+impl Column {
+    /// The system column of this name (already lower-cased), if it is one.
+    pub fn system(name: &str) -> Option<Column> {
+        use Channel::{Email as E, Phone as P};
+        Some(match name {
+            "email" => Column::Email,
+            "phone" => Column::Phone,
+            "delete" => Column::Delete,
+            "tags" => Column::Tags,
+            "email_status" => Column::Status(E),
+            "phone_status" => Column::Status(P),
+            "email_availability" => Column::Availability(E),
+            "phone_availability" => Column::Availability(P),
+            "email_list_ids" => Column::ListIds(E),
+            "phone_list_ids" => Column::ListIds(P),
+            "email_subscribe_times" => Column::SubscribeTimes(E),
+            "phone_subscribe_times" => Column::SubscribeTimes(P),
+            "email_unsubscribed_list_ids" => Column::UnsubscribedListIds(E),
+            "phone_unsubscribed_list_ids" => Column::UnsubscribedListIds(P),
+            "email_excluded_list_ids" => Column::ExcludedListIds(E),
+            "phone_excluded_list_ids" => Column::ExcludedListIds(P),
+            "email_add_time" => Column::AddTime(E),
+            "phone_add_time" => Column::AddTime(P),
+            "email_request_ip" => Column::RequestIp(E),
+            "phone_request_ip" => Column::RequestIp(P),
+            "email_confirm_time" => Column::ConfirmTime,
+            "email_confirm_ip" => Column::ConfirmIp,
+            _ => return None,
+        })
+    }
+}
+
+/// A user field of the account as import needs it.
+#[derive(Clone, Debug)]
+pub struct FieldName {
+    pub id: i64,
+    pub name: String,
+}
+
+/// The columns of one call: the index each has in `field_names`, in order.
+#[derive(Debug)]
+pub struct Columns {
+    entries: Vec<(u64, String, Column)>,
+}
+
+impl Columns {
+    /// Reads `field_names` against the account's user fields (§5.2's column errors).
+    pub fn parse(field_names: &Param, user_fields: &[FieldName]) -> Result<Columns, String> {
+        let names = match field_names {
+            Param::Array(names) => names,
+            Param::Value(_) => return Err("field_names must be an array: field_names[0]=email".into()),
+        };
+        let mut entries = Vec::with_capacity(names.len());
+        let mut seen = HashSet::new();
+        let mut field_columns = 0;
+        for (key, name) in names {
+            let Key::Index(index) = key else {
+                return Err(format!("field_names has a non-numeric index \"{}\"", key_text(key)));
+            };
+            let Some(name) = name.as_value() else {
+                return Err(format!("field_names[{index}] must be a column name"));
+            };
+            let lower = name.trim().to_lowercase();
+            let column = match Column::system(&lower) {
+                Some(column) => column,
+                None => match user_fields.iter().find(|f| f.name.to_lowercase() == lower) {
+                    Some(field) => {
+                        field_columns += 1;
+                        Column::Field(field.id)
+                    }
+                    None => {
+                        return Err(format!(
+                            "field_names[{index}]: \"{name}\" is neither a system column nor a user field"
+                        ));
+                    }
+                },
+            };
+            if !seen.insert(column) {
+                return Err(format!("field_names: column \"{name}\" appears twice"));
+            }
+            entries.push((*index, name.to_string(), column));
+        }
+        if entries.is_empty() {
+            return Err("field_names is empty".into());
+        }
+        if !seen.contains(&Column::Email) && !seen.contains(&Column::Phone) {
+            return Err("field_names must have an email or a phone column".into());
+        }
+        if field_columns > MAX_FIELD_COLUMNS {
+            return Err(format!(
+                "field_names has {field_columns} user-field columns, more than {MAX_FIELD_COLUMNS}"
+            ));
+        }
+        Ok(Columns { entries })
+    }
+
+    fn position(&self, index: u64) -> Option<usize> {
+        self.entries.binary_search_by_key(&index, |entry| entry.0).ok()
+    }
+
+    /// The user fields this call writes.
+    pub fn field_ids(&self) -> Vec<i64> {
+        self.entries
+            .iter()
+            .filter_map(|(_, _, column)| match column {
+                Column::Field(id) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn key_text(key: &Key) -> String {
+    match key {
+        Key::Index(index) => index.to_string(),
+        Key::Name(name) => name.chars().take(64).collect(),
+    }
+}
+
+/// A row's problem or notice, as it goes into the answer's `log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowNote {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl RowNote {
+    pub fn new(code: &'static str, message: impl Into<String>) -> RowNote {
+        RowNote {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a list column of one channel says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListChanges {
+    /// Whether the row has any list column of this channel (matters with `overwrite_lists`).
+    pub given: bool,
+    pub subscribed: Vec<(i64, Option<Timestamp>)>,
+    pub unsubscribed: Vec<i64>,
+    pub excluded: Vec<i64>,
+}
+
+impl ListChanges {
+    pub fn list_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.subscribed
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.unsubscribed.iter().copied())
+            .chain(self.excluded.iter().copied())
+    }
+}
+
+/// What a row sets on one channel; `None` is "not given".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelChanges {
+    /// The status's stored code (email and phone share the codes of the statuses import sets).
+    pub status: Option<i64>,
+    pub availability: Option<Availability>,
+    pub add_time: Option<Timestamp>,
+    pub request_ip: Option<String>,
+    pub confirm_time: Option<Timestamp>,
+    pub confirm_ip: Option<String>,
+    pub lists: ListChanges,
+}
+
+/// A valid row, ready for the writer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RowChanges {
+    pub email: Option<Email>,
+    pub phone: Option<Phone>,
+    pub delete: bool,
+    pub email_changes: ChannelChanges,
+    pub phone_changes: ChannelChanges,
+    /// `None`: no tags cell; `Some(empty)`: an empty cell.
+    pub tags: Option<Vec<String>>,
+    /// Present user-field cells; an empty value clears the field.
+    pub fields: Vec<(i64, String)>,
+}
+
+/// The outcome of checking one row on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Apply(Box<RowChanges>),
+    Reject(RowNote),
+    /// Skipped: its address appeared in an earlier row of the call.
+    Duplicate(RowNote),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRow {
+    /// The row's own index in `data`.
+    pub index: u64,
+    pub verdict: Verdict,
+}
+
+/// Reads `data` into rows of cells, checking the shape (§5.2's row and cell errors).
+pub fn split_rows<'a>(
+    data: &'a Param,
+    columns: &Columns,
+) -> Result<Vec<(u64, Vec<Option<&'a str>>)>, String> {
+    let rows = match data {
+        Param::Array(rows) => rows,
+        Param::Value(_) => return Err("data must be an array of rows: data[0][0]=...".into()),
+    };
+    if rows.len() > MAX_ROWS {
+        return Err(format!("data has {} rows, more than {MAX_ROWS}", rows.len()));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (key, row) in rows {
+        let Key::Index(index) = key else {
+            return Err(format!("data has a non-numeric row index \"{}\"", key_text(key)));
+        };
+        let Param::Array(cells) = row else {
+            return Err(format!("data[{index}] must be an array of cells"));
+        };
+        let mut row_cells = vec![None; columns.entries.len()];
+        for (cell_key, cell) in cells {
+            let position = match cell_key {
+                Key::Index(col) => columns.position(*col),
+                Key::Name(_) => None,
+            };
+            let Some(position) = position else {
+                return Err(format!(
+                    "data[{index}][{}] is beyond the columns of field_names",
+                    key_text(cell_key)
+                ));
+            };
+            let Some(value) = cell.as_value() else {
+                return Err(format!("data[{index}][{}] must be a value", key_text(cell_key)));
+            };
+            row_cells[position] = Some(value);
+        }
+        out.push((*index, row_cells));
+    }
+    Ok(out)
+}
+
+/// Checks every row on its own, then marks duplicates. `parallel` chooses rayon or this thread;
+/// the result is the same either way.
+pub fn plan_rows(
+    columns: &Columns,
+    rows: &[(u64, Vec<Option<&str>>)],
+    parallel: bool,
+) -> Vec<PlannedRow> {
+    let check = |(index, cells): &(u64, Vec<Option<&str>>)| PlannedRow {
+        index: *index,
+        verdict: check_row(columns, cells),
+    };
+    let mut planned: Vec<PlannedRow> = if parallel {
+        rows.par_iter().map(check).collect()
+    } else {
+        rows.iter().map(check).collect()
+    };
+    mark_duplicates(&mut planned);
+    planned
+}
+
+/// A later row whose email (or else phone) appeared in an earlier valid row is skipped.
+fn mark_duplicates(rows: &mut [PlannedRow]) {
+    let mut emails = HashSet::new();
+    let mut phones = HashSet::new();
+    for row in rows {
+        let Verdict::Apply(changes) = &row.verdict else {
+            continue;
+        };
+        let email_seen = changes.email.as_ref().is_some_and(|e| emails.contains(e));
+        let phone_seen = changes.phone.as_ref().is_some_and(|p| phones.contains(p));
+        if email_seen {
+            row.verdict = Verdict::Duplicate(RowNote::new("duplicate_email", "Duplicate email address"));
+        } else if phone_seen {
+            row.verdict =
+                Verdict::Duplicate(RowNote::new("duplicate_phone", "Duplicate telephone number"));
+        } else {
+            emails.extend(changes.email.clone());
+            phones.extend(changes.phone.clone());
+        }
+    }
+}
+
+/// Checks one row's cells; the first problem found rejects the row.
+fn check_row(columns: &Columns, cells: &[Option<&str>]) -> Verdict {
+    match build_changes(columns, cells) {
+        Ok(changes) => Verdict::Apply(Box::new(changes)),
+        Err(note) => Verdict::Reject(note),
+    }
+}
+
+fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges, RowNote> {
+    for ((_, name, _), cell) in columns.entries.iter().zip(cells) {
+        if cell.is_some_and(|value| value.len() > MAX_CELL_BYTES) {
+            return Err(RowNote::new(
+                "value_too_long",
+                format!("The value of column \"{name}\" is longer than 64 KiB"),
+            ));
+        }
+    }
+    let mut changes = RowChanges::default();
+    let mut times: [Option<&str>; 2] = [None, None];
+    for ((_, name, column), cell) in columns.entries.iter().zip(cells) {
+        let Some(raw) = *cell else { continue };
+        let value = raw.trim();
+        match *column {
+            Column::Email if !value.is_empty() => {
+                let email = Email::parse(value)
+                    .ok_or_else(|| RowNote::new("invalid_email", "Invalid email format"))?;
+                changes.email = Some(email);
+            }
+            Column::Phone if !value.is_empty() => {
+                let phone = Phone::parse(value).ok_or_else(|| {
+                    RowNote::new("invalid_phone", "Invalid phone number: 7 to 15 digits expected")
+                })?;
+                changes.phone = Some(phone);
+            }
+            Column::Email | Column::Phone => {}
+            Column::Delete => {
+                changes.delete = parse_delete(value).ok_or_else(|| {
+                    RowNote::new("invalid_delete", format!("delete must be 0, 1 or empty, not \"{value}\""))
+                })?;
+            }
+            Column::Tags => {
+                let tags = normalise_tags(value);
+                if tags.len() > MAX_TAGS_PER_CONTACT {
+                    return Err(too_many_tags());
+                }
+                changes.tags = Some(tags);
+            }
+            Column::Status(channel) if !value.is_empty() => {
+                let code = match channel {
+                    Channel::Email => EmailStatus::parse_importable(value).map(EmailStatus::code),
+                    Channel::Phone => PhoneStatus::parse_importable(value).map(PhoneStatus::code),
+                };
+                channel_of(&mut changes, channel).status = Some(code.ok_or_else(|| {
+                    RowNote::new("invalid_status", format!("{name}: invalid status \"{value}\""))
+                })?);
+            }
+            Column::Availability(channel) if !value.is_empty() => {
+                let availability = Availability::from_wire(value).ok_or_else(|| {
+                    RowNote::new(
+                        "invalid_availability",
+                        format!("{name}: invalid availability \"{value}\""),
+                    )
+                })?;
+                channel_of(&mut changes, channel).availability = Some(availability);
+            }
+            Column::ListIds(channel) => {
+                let lists = &mut channel_of(&mut changes, channel).lists;
+                lists.given = true;
+                lists.subscribed = parse_list_ids(name, value)?
+                    .into_iter()
+                    .map(|id| (id, None))
+                    .collect();
+            }
+            Column::UnsubscribedListIds(channel) => {
+                let lists = &mut channel_of(&mut changes, channel).lists;
+                lists.given = true;
+                lists.unsubscribed = parse_list_ids(name, value)?;
+            }
+            Column::ExcludedListIds(channel) => {
+                let lists = &mut channel_of(&mut changes, channel).lists;
+                lists.given = true;
+                lists.excluded = parse_list_ids(name, value)?;
+            }
+            Column::SubscribeTimes(channel) => {
+                channel_of(&mut changes, channel).lists.given = true;
+                times[channel.code() as usize] = Some(value);
+            }
+            Column::AddTime(channel) if !value.is_empty() => {
+                channel_of(&mut changes, channel).add_time = Some(parse_time(name, value)?);
+            }
+            Column::ConfirmTime if !value.is_empty() => {
+                changes.email_changes.confirm_time = Some(parse_time(name, value)?);
+            }
+            Column::RequestIp(channel) if !value.is_empty() => {
+                channel_of(&mut changes, channel).request_ip = Some(value.to_string());
+            }
+            Column::ConfirmIp if !value.is_empty() => {
+                changes.email_changes.confirm_ip = Some(value.to_string());
+            }
+            Column::Status(_)
+            | Column::Availability(_)
+            | Column::AddTime(_)
+            | Column::ConfirmTime
+            | Column::RequestIp(_)
+            | Column::ConfirmIp => {}
+            // User-field values are kept exactly as sent, surrounding spaces included.
+            Column::Field(id) => changes.fields.push((id, raw.to_string())),
+        }
+    }
+    if changes.email.is_none() && changes.phone.is_none() {
+        return Err(RowNote::new("no_address", "The row has neither an email nor a phone"));
+    }
+    for channel in [Channel::Email, Channel::Phone] {
+        let lists = &mut channel_of(&mut changes, channel).lists;
+        attach_times(lists, times[channel.code() as usize], channel)?;
+        let mut seen = HashSet::new();
+        if let Some(twice) = lists.list_ids().find(|id| !seen.insert(*id)) {
+            return Err(RowNote::new(
+                "invalid_list_id",
+                format!("List {twice} is given twice in the {} list columns", channel.prefix()),
+            ));
+        }
+    }
+    Ok(changes)
+}
+
+fn channel_of(changes: &mut RowChanges, channel: Channel) -> &mut ChannelChanges {
+    match channel {
+        Channel::Email => &mut changes.email_changes,
+        Channel::Phone => &mut changes.phone_changes,
+    }
+}
+
+pub fn too_many_tags() -> RowNote {
+    RowNote::new(
+        "too_many_tags",
+        format!("A contact may have at most {MAX_TAGS_PER_CONTACT} tags"),
+    )
+}
+
+fn parse_delete(value: &str) -> Option<bool> {
+    match value {
+        "" | "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
+fn parse_list_ids(column: &str, value: &str) -> Result<Vec<i64>, RowNote> {
+    comma_items(value)
+        .map(|item| {
+            item.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                RowNote::new("invalid_list_id", format!("{column}: \"{item}\" is not a list id"))
+            })
+        })
+        .collect()
+}
+
+fn parse_time(column: &str, value: &str) -> Result<Timestamp, RowNote> {
+    Timestamp::parse(value).ok_or_else(|| {
+        RowNote::new("invalid_time", format!("{column}: \"{value}\" is not a time"))
+    })
+}
+
+/// Pairs `*_subscribe_times` with `*_list_ids`: same count and order, or no times at all.
+fn attach_times(lists: &mut ListChanges, times: Option<&str>, channel: Channel) -> Result<(), RowNote> {
+    let Some(times) = times.filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let invalid = |why: String| {
+        RowNote::new(
+            "invalid_subscribe_times",
+            format!("{}_subscribe_times: {why}", channel.prefix()),
+        )
+    };
+    let parsed: Vec<Timestamp> = times
+        .split(',')
+        .map(|item| Timestamp::parse(item).ok_or_else(|| invalid(format!("\"{}\" is not a time", item.trim()))))
+        .collect::<Result<_, _>>()?;
+    if parsed.len() != lists.subscribed.len() {
+        return Err(invalid(format!(
+            "{} times for {} list ids",
+            parsed.len(),
+            lists.subscribed.len()
+        )));
+    }
+    for ((_, time), given) in lists.subscribed.iter_mut().zip(parsed) {
+        *time = Some(given);
+    }
+    Ok(())
+}
+
+/// The call-wide flags of importContacts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportFlags {
+    pub overwrite_tags: bool,
+    pub overwrite_lists: bool,
+    pub test_mode: bool,
+}
+
+impl ImportFlags {
+    /// Reads the three flags, naming the one that is not a flag.
+    pub fn parse(params: &Params) -> Result<ImportFlags, String> {
+        let flag = |name: &str| match params.get(name) {
+            None => Ok(false),
+            Some(param) => param
+                .as_value()
+                .and_then(parse_flag)
+                .ok_or_else(|| format!("{name} must be 0 or 1")),
+        };
+        Ok(ImportFlags {
+            overwrite_tags: flag("overwrite_tags")?,
+            overwrite_lists: flag("overwrite_lists")?,
+            test_mode: flag("test_mode")?,
+        })
+    }
+}
+
+/// A whole call, checked and ready for the writer.
+#[derive(Debug)]
+pub struct ImportPlan {
+    pub account_id: i64,
+    pub flags: ImportFlags,
+    /// The user fields the call writes; the writer checks they still exist.
+    pub field_ids: Vec<i64>,
+    pub rows: Vec<PlannedRow>,
+}
+
+impl ImportPlan {
+    /// How many rows the call carries, for sizing the writer's batches.
+    pub fn row_count(&self) -> usize {
+        self.rows.len()
+    }
+}

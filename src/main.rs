@@ -1,0 +1,175 @@
+//! The command line: arguments to a configuration, the library to run it, and the exit code.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use unisender_local::http::wire::Limits;
+use unisender_local::server::{Server, ServeConfig, mask_key};
+use unisender_local::store::Store;
+use unisender_local::store::db::{self, Durability};
+use unisender_local::store::writer::Command;
+
+#[derive(Parser)]
+#[command(name = "unisender-local", version, about = "Unisender's contacts API, served locally from one SQLite file")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Serve the API.
+    Serve(ServeArgs),
+    /// Manage the accounts (API keys) in the database.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct DbArg {
+    /// The database file.
+    #[arg(long, env = "UNISENDER_LOCAL_DB", default_value = "unisender-local.db")]
+    db: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Address to listen on; port 0 takes a free port.
+    #[arg(long, env = "UNISENDER_LOCAL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// LOGIN:KEY, creating the account or setting its key; repeatable.
+    #[arg(long = "account", env = "UNISENDER_LOCAL_ACCOUNTS", value_delimiter = ',')]
+    accounts: Vec<String>,
+    /// full: an answered write survives power loss; relaxed: a crash of the process only.
+    #[arg(long, value_enum, default_value = "full")]
+    durability: DurabilityArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Full,
+    Relaxed,
+}
+
+#[derive(Subcommand)]
+enum AccountsAction {
+    /// Create an account, or change the key or limit of an existing one.
+    Add {
+        login: String,
+        /// The API key; a random one when omitted.
+        #[arg(long)]
+        key: Option<String>,
+        /// The most contacts the account may hold before imports warn.
+        #[arg(long)]
+        contact_limit: Option<i64>,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// List the accounts, keys masked.
+    List {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Commands::Serve(args) => serve(args),
+        Commands::Accounts { action } => accounts(action),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("unisender-local: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let accounts = args
+        .accounts
+        .iter()
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| match pair.trim().split_once(':') {
+            Some((login, key)) if !login.is_empty() && !key.is_empty() => {
+                Ok((login.to_string(), key.to_string()))
+            }
+            _ => Err(format!("--account takes LOGIN:KEY, not \"{}\"", mask_key(pair))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = ServeConfig {
+        db: args.db.db,
+        listen: args.listen,
+        accounts,
+        durability: match args.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Relaxed => Durability::Relaxed,
+        },
+        limits: Limits::default(),
+    };
+    let server = Server::start(config).map_err(|e| e.to_string())?;
+    let address = server.address();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{address}");
+    if let Some(account) = &server.created_account {
+        let _ = writeln!(
+            out,
+            "created account \"{}\" with api_key {} (shown only this once; `accounts list` masks it)",
+            account.account.login, account.api_key
+        );
+    }
+    let _ = out.flush();
+    drop(out);
+    if !address.ip().is_loopback() {
+        eprintln!("warning: listening on {address}, which other machines can reach");
+    }
+    let stopper = server.stopper();
+    ctrlc::set_handler(move || stopper.stop()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    server.wait();
+    Ok(())
+}
+
+fn accounts(action: AccountsAction) -> Result<(), String> {
+    match action {
+        AccountsAction::Add {
+            login,
+            key,
+            contact_limit,
+            db,
+        } => {
+            let store = Store::open(&db.db, Durability::Full).map_err(|e| e.to_string())?;
+            let result = store.writer().submit(|reply| Command::UpsertAccount {
+                login: login.clone(),
+                api_key: key,
+                contact_limit,
+                reply,
+            });
+            store.close();
+            let upserted = result.map_err(|e| e.to_string())?;
+            let verb = if upserted.created { "created" } else { "updated" };
+            println!(
+                "{verb} account \"{login}\" with api_key {}",
+                upserted.record.api_key
+            );
+            Ok(())
+        }
+        AccountsAction::List { db } => {
+            let store = Store::open(&db.db, Durability::Full).map_err(|e| e.to_string())?;
+            let accounts = store.read(db::accounts).map_err(|e| e.to_string());
+            store.close();
+            println!("login\tapi_key\tcontact_limit");
+            for record in accounts? {
+                let limit = record.account.contact_limit.map_or("-".to_string(), |l| l.to_string());
+                println!("{}\t{}\t{limit}", record.account.login, mask_key(&record.api_key));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Validated values of the contact model (spec §4).
+//!
+//! Every type here is built only through a constructor that checks its input, so code holding an
+//! `Email` or a `Phone` never re-checks it. Nothing here does I/O or knows HTTP, which keeps it safe
+//! to call from rayon workers.
+
+use std::fmt;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// A normalised email address: trimmed, lower-cased, checked against §4's rules.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Option<Email> {
+        let address = raw.trim().to_lowercase();
+        if address.chars().count() > 254 {
+            return None;
+        }
+        let (local, domain) = address.split_once('@')?;
+        if domain.contains('@') {
+            return None;
+        }
+        let local_len = local.chars().count();
+        if !(1..=64).contains(&local_len)
+            || local.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return None;
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2 || !labels.iter().all(|label| valid_domain_label(label)) {
+            return None;
+        }
+        Some(Email(address))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the local part is a role name (`info@`, `admin@` ...), which the real service
+    /// flags as harmful to deliverability.
+    pub fn is_role_address(&self) -> bool {
+        const ROLES: [&str; 10] = [
+            "info",
+            "sales",
+            "support",
+            "admin",
+            "no-reply",
+            "noreply",
+            "all",
+            "postmaster",
+            "abuse",
+            "webmaster",
+        ];
+        let local = self.0.split('@').next().unwrap_or_default();
+        ROLES.contains(&local)
+    }
+}
+
+fn valid_domain_label(label: &str) -> bool {
+    !label.is_empty()
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+}
+
+/// A phone number in international form, stored as `+` and 7 to 15 digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Option<Phone> {
+        let trimmed = raw.trim();
+        let without_plus = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        let mut digits = String::with_capacity(16);
+        for c in without_plus.chars() {
+            match c {
+                '0'..='9' => digits.push(c),
+                ' ' | '-' | '.' | '(' | ')' => {}
+                _ => return None,
+            }
+        }
+        if !(7..=15).contains(&digits.len()) {
+            return None;
+        }
+        Some(Phone(format!("+{digits}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Declares a closed vocabulary: its wire names and the small integer stored for each.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal, $wire:literal;)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn from_wire(text: &str) -> Option<Self> {
+                match text { $($wire => Some(Self::$variant),)+ _ => None }
+            }
+            pub fn wire(self) -> &'static str {
+                match self { $(Self::$variant => $wire),+ }
+            }
+            /// The integer stored in the database (see schema.sql).
+            pub fn code(self) -> i64 {
+                match self { $(Self::$variant => $code),+ }
+            }
+            pub fn from_code(code: i64) -> Option<Self> {
+                match code { $($code => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.wire())
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// The status of an email address.
+    EmailStatus {
+        New = 0, "new";
+        Invited = 1, "invited";
+        Active = 2, "active";
+        Inactive = 3, "inactive";
+        Unsubscribed = 4, "unsubscribed";
+        Blocked = 5, "blocked";
+        ActivationRequested = 6, "activation_requested";
+    }
+);
+
+vocabulary!(
+    /// The status of a phone number.
+    PhoneStatus {
+        New = 0, "new";
+        Active = 2, "active";
+        Inactive = 3, "inactive";
+        Unsubscribed = 4, "unsubscribed";
+        Blocked = 5, "blocked";
+    }
+);
+
+vocabulary!(
+    /// Whether mail or messages reach the address.
+    Availability {
+        Available = 0, "available";
+        Unreachable = 1, "unreachable";
+        TempUnreachable = 2, "temp_unreachable";
+        MailboxFull = 3, "mailbox_full";
+        SpamRejected = 4, "spam_rejected";
+        SpamFolder = 5, "spam_folder";
+    }
+);
+
+vocabulary!(
+    /// The state of one channel's membership in one list.
+    MembershipState {
+        Active = 0, "active";
+        Unsubscribed = 1, "unsubscribed";
+        Excluded = 2, "excluded";
+        Invited = 3, "invited";
+    }
+);
+
+/// A channel's status, whichever the channel: import and the status rule treat both alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusCode(pub i64);
+
+impl StatusCode {
+    pub const ACTIVE: StatusCode = StatusCode(2);
+    pub const INACTIVE: StatusCode = StatusCode(3);
+
+    /// The status rule of §5.4: a given status replaces only `active` or `inactive`.
+    pub fn may_be_replaced(self) -> bool {
+        self == Self::ACTIVE || self == Self::INACTIVE
+    }
+}
+
+impl EmailStatus {
+    /// The statuses importContacts may set.
+    pub fn parse_importable(text: &str) -> Option<EmailStatus> {
+        match EmailStatus::from_wire(text)? {
+            status @ (EmailStatus::New
+            | EmailStatus::Active
+            | EmailStatus::Inactive
+            | EmailStatus::Unsubscribed) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl PhoneStatus {
+    /// The statuses importContacts may set (the same four as for email).
+    pub fn parse_importable(text: &str) -> Option<PhoneStatus> {
+        match PhoneStatus::from_wire(text)? {
+            PhoneStatus::Blocked => None,
+            status => Some(status),
+        }
+    }
+}
+
+/// A moment, in whole seconds since the Unix epoch, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    /// Reads `YYYY-MM-DD hh:mm:ss`, `YYYY-MM-DD hh:mm`, `YYYY-MM-DD` or RFC 3339 (§4).
+    pub fn parse(raw: &str) -> Option<Timestamp> {
+        let text = raw.trim();
+        let seconds = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let minutes = format_description!("[year]-[month]-[day] [hour]:[minute]");
+        let day = format_description!("[year]-[month]-[day]");
+        if let Ok(moment) = PrimitiveDateTime::parse(text, seconds)
+            .or_else(|_| PrimitiveDateTime::parse(text, minutes))
+        {
+            return Some(Timestamp(moment.assume_utc().unix_timestamp()));
+        }
+        if let Ok(date) = time::Date::parse(text, day) {
+            return Some(Timestamp(date.midnight().assume_utc().unix_timestamp()));
+        }
+        OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .map(|moment| Timestamp(moment.unix_timestamp()))
+    }
+
+    /// Writes `YYYY-MM-DD hh:mm:ss` in UTC.
+    pub fn wire(self) -> String {
+        let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|moment| moment.format(format).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Splits a comma-separated cell into trimmed, non-empty items.
+pub fn comma_items(cell: &str) -> impl Iterator<Item = &str> {
+    cell.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// Reads a flag as §1.2 spells it: `1`/`0`, `true`/`false` in any case, or empty (= false).
+pub fn parse_flag(raw: &str) -> Option<bool> {
+    match raw.trim() {
+        "" | "0" => Some(false),
+        "1" => Some(true),
+        other if other.eq_ignore_ascii_case("true") => Some(true),
+        other if other.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Trims, drops empty names and merges names equal but for case, keeping the first spelling.
+pub fn normalise_tags(cell: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in comma_items(cell) {
+        if !names.iter().any(|seen| seen.to_lowercase() == name.to_lowercase()) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// The most tags one contact may carry (§8).
+pub const MAX_TAGS_PER_CONTACT: usize = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_email(input: &str, expected: Option<&str>) {
+        assert_eq!(
+            Email::parse(input).as_ref().map(Email::as_str),
+            expected,
+            "{input:?}"
+        );
+    }
+
+    #[test]
+    fn emails() {
+        check_email(" A@Example.COM ", Some("a@example.com"));
+        check_email("user.name+tag@sub.example.org", Some("user.name+tag@sub.example.org"));
+        check_email("иван@почта.рф", Some("иван@почта.рф"));
+        check_email("a@b-c.de", Some("a@b-c.de"));
+        check_email("plain", None);
+        check_email("a@b", None);
+        check_email("a@@b.c", None);
+        check_email("a@b@c.d", None);
+        check_email("@b.c", None);
+        check_email("a b@c.d", None);
+        check_email("a@-b.c", None);
+        check_email("a@b-.c", None);
+        check_email("a@b..c", None);
+        check_email("a@b_c.d", None);
+        check_email(&format!("{}@b.c", "x".repeat(65)), None);
+        check_email(&format!("{}@b.c", "x".repeat(64)), Some(&format!("{}@b.c", "x".repeat(64))));
+        check_email(&format!("a@{}.com", "b".repeat(250)), None);
+        check_email("a\u{1}@b.c", None);
+    }
+
+    fn check_phone(input: &str, expected: Option<&str>) {
+        assert_eq!(
+            Phone::parse(input).as_ref().map(Phone::as_str),
+            expected,
+            "{input:?}"
+        );
+    }
+
+    #[test]
+    fn phones() {
+        check_phone("+7 (916) 123-45.67", Some("+79161234567"));
+        check_phone("79161234567", Some("+79161234567"));
+        check_phone("1234567", Some("+1234567"));
+        check_phone("123456", None);
+        check_phone("1234567890123456", None);
+        check_phone("+1 555 CALL", None);
+        check_phone("++12345678", None);
+        check_phone("", None);
+    }
+
+    fn check_time(input: &str, expected: Option<&str>) {
+        assert_eq!(Timestamp::parse(input).map(Timestamp::wire).as_deref(), expected, "{input:?}");
+    }
+
+    #[test]
+    fn times() {
+        check_time("2023-11-14 22:13:20", Some("2023-11-14 22:13:20"));
+        check_time("2023-11-14 22:13", Some("2023-11-14 22:13:00"));
+        check_time("2023-11-14", Some("2023-11-14 00:00:00"));
+        check_time("2023-11-14T22:13:20Z", Some("2023-11-14 22:13:20"));
+        check_time("2023-11-14T22:13:20+03:00", Some("2023-11-14 19:13:20"));
+        check_time("2023-02-30", None);
+        check_time("yesterday", None);
+        check_time("", None);
+    }
+
+    #[test]
+    fn flags_and_tags() {
+        assert_eq!(parse_flag("True"), Some(true));
+        assert_eq!(parse_flag(""), Some(false));
+        assert_eq!(parse_flag("yes"), None);
+        assert_eq!(normalise_tags(" a, ,B,b ,c"), vec!["a", "B", "c"]);
+        assert!(Email::parse("NoReply@x.io").unwrap().is_role_address());
+        assert!(!Email::parse("john@x.io").unwrap().is_role_address());
+    }
+
+    #[test]
+    fn vocabularies_round_trip() {
+        for status in ["new", "invited", "active", "inactive", "unsubscribed", "blocked"] {
+            let parsed = EmailStatus::from_wire(status).unwrap();
+            assert_eq!(EmailStatus::from_code(parsed.code()), Some(parsed));
+            assert_eq!(parsed.wire(), status);
+        }
+        assert_eq!(EmailStatus::parse_importable("invited"), None);
+        assert_eq!(PhoneStatus::parse_importable("blocked"), None);
+        assert_eq!(PhoneStatus::parse_importable("new"), Some(PhoneStatus::New));
+    }
+}

@@ -1,0 +1,316 @@
+//! PHP-style bracket parameters (`data[0][1]=x`, `field_names[]=email`, `fields[email]=a@b.c`)
+//! decoded into a small tree (spec §1.2). Pure: bytes in, tree or error out.
+
+use std::collections::BTreeMap;
+
+/// Bracket nesting deeper than this is refused: no method needs more than two levels, and a
+/// limit keeps a hostile key of thousands of brackets from costing anything.
+pub const MAX_DEPTH: usize = 16;
+
+/// A key inside a bracket array. Numeric keys sort numerically and before names, so that
+/// `data[10]` comes after `data[2]` whatever order the client sent them in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Index(u64),
+    Name(String),
+}
+
+impl Key {
+    fn from_segment(segment: &str) -> Key {
+        let numeric = !segment.is_empty()
+            && segment.len() <= 19
+            && segment.bytes().all(|b| b.is_ascii_digit())
+            && (segment == "0" || !segment.starts_with('0'));
+        match segment.parse::<u64>() {
+            Ok(index) if numeric => Key::Index(index),
+            _ => Key::Name(segment.to_string()),
+        }
+    }
+}
+
+/// One parameter: a plain value or a bracket array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Param {
+    Value(String),
+    Array(BTreeMap<Key, Param>),
+}
+
+impl Param {
+    /// The value of a plain parameter; an array has none.
+    pub fn as_value(&self) -> Option<&str> {
+        match self {
+            Param::Value(value) => Some(value),
+            Param::Array(_) => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&BTreeMap<Key, Param>> {
+        match self {
+            Param::Array(entries) => Some(entries),
+            Param::Value(_) => None,
+        }
+    }
+}
+
+/// Why a request's parameters could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParamError {
+    NotUtf8,
+    TooDeep(String),
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamError::NotUtf8 => f.write_str("parameters are not valid UTF-8 after decoding"),
+            ParamError::TooDeep(name) => {
+                write!(f, "parameter \"{name}\" is nested more than {MAX_DEPTH} levels deep")
+            }
+        }
+    }
+}
+
+/// All parameters of a request, by top-level name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    entries: BTreeMap<String, Param>,
+}
+
+impl Params {
+    /// Decodes an `application/x-www-form-urlencoded` string (also a query string).
+    pub fn from_urlencoded(input: &[u8]) -> Result<Params, ParamError> {
+        let mut params = Params::default();
+        for pair in input.split(|&b| b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (raw_key, raw_value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let key = percent_decode(raw_key)?;
+            let value = percent_decode(raw_value)?;
+            params.insert(&key, value)?;
+        }
+        Ok(params)
+    }
+
+    /// Adds one `key=value` pair, the key in bracket notation. A later pair replaces an earlier
+    /// one at the same place, as in PHP.
+    pub fn insert(&mut self, key: &str, value: String) -> Result<(), ParamError> {
+        let (name, path) = split_key(key);
+        if name.is_empty() {
+            return Ok(());
+        }
+        if path.len() > MAX_DEPTH {
+            return Err(ParamError::TooDeep(name.chars().take(64).collect()));
+        }
+        if path.is_empty() {
+            self.entries.insert(name.to_string(), Param::Value(value));
+            return Ok(());
+        }
+        let root = self
+            .entries
+            .entry(name.to_string())
+            .or_insert_with(|| Param::Array(BTreeMap::new()));
+        insert_path(root, &path, value);
+        Ok(())
+    }
+
+    /// Merges `other` over `self`: a top-level name present in `other` replaces the one here.
+    pub fn overlay(&mut self, other: Params) {
+        self.entries.extend(other.entries);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Param> {
+        self.entries.get(name)
+    }
+
+    /// The value of a plain parameter, if present and not an array.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(Param::as_value)
+    }
+}
+
+fn insert_path(node: &mut Param, path: &[&str], value: String) {
+    if !matches!(node, Param::Array(_)) {
+        *node = Param::Array(BTreeMap::new());
+    }
+    let Param::Array(entries) = node else {
+        unreachable!("node was made an array just above")
+    };
+    let key = if path[0].is_empty() {
+        // `name[]` appends after the highest index so far, as PHP does.
+        let next = entries
+            .keys()
+            .rev()
+            .find_map(|key| match key {
+                Key::Index(index) => Some(index.saturating_add(1)),
+                Key::Name(_) => None,
+            })
+            .unwrap_or(0);
+        Key::Index(next)
+    } else {
+        Key::from_segment(path[0])
+    };
+    if path.len() == 1 {
+        entries.insert(key, Param::Value(value));
+    } else {
+        let child = entries
+            .entry(key)
+            .or_insert_with(|| Param::Array(BTreeMap::new()));
+        insert_path(child, &path[1..], value);
+    }
+}
+
+/// Splits `name[a][b]` into `name` and `["a", "b"]`. A key whose brackets do not close is a plain
+/// name, and text after the last `]` is ignored, both as in PHP.
+fn split_key(key: &str) -> (&str, Vec<&str>) {
+    let Some(open) = key.find('[') else {
+        return (key, Vec::new());
+    };
+    let name = &key[..open];
+    let mut path = Vec::new();
+    let mut rest = &key[open..];
+    while let Some(inner) = rest.strip_prefix('[') {
+        let Some(close) = inner.find(']') else {
+            break;
+        };
+        path.push(&inner[..close]);
+        rest = &inner[close + 1..];
+        if path.len() > MAX_DEPTH {
+            break;
+        }
+    }
+    if path.is_empty() {
+        return (key, path);
+    }
+    (name, path)
+}
+
+/// Percent-decodes form bytes (`+` is a space). A `%` not followed by two hex digits stays as
+/// it is; the result must be UTF-8.
+fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < input.len() => {
+                match (hex_value(input[i + 1]), hex_value(input[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ParamError::NotUtf8)
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|digit| digit as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(input: &str) -> Params {
+        Params::from_urlencoded(input.as_bytes()).expect("decodes")
+    }
+
+    fn value(v: &str) -> Param {
+        Param::Value(v.to_string())
+    }
+
+    fn array(entries: Vec<(Key, Param)>) -> Param {
+        Param::Array(entries.into_iter().collect())
+    }
+
+    fn check(input: &str, name: &str, expected: Param) {
+        assert_eq!(decode(input).get(name), Some(&expected), "{input}");
+    }
+
+    #[test]
+    fn plain_values() {
+        check("a=1&b=2", "a", value("1"));
+        check("a=x+y%20z", "a", value("x y z"));
+        check("flag", "flag", value(""));
+        check("a=1&a=2", "a", value("2"));
+        check("a=%zz%4", "a", value("%zz%4"));
+        check("a=%41", "a", value("A"));
+        check("a=%", "a", value("%"));
+        check("a=%4", "a", value("%4"));
+        check("a=caf%C3%A9", "a", value("café"));
+    }
+
+    #[test]
+    fn bracket_arrays() {
+        use Key::*;
+        check(
+            "f[]=email&f[]=phone",
+            "f",
+            array(vec![(Index(0), value("email")), (Index(1), value("phone"))]),
+        );
+        check(
+            "d%5B0%5D%5B1%5D=x",
+            "d",
+            array(vec![(Index(0), array(vec![(Index(1), value("x"))]))]),
+        );
+        check(
+            "d[10]=b&d[2]=a",
+            "d",
+            array(vec![(Index(2), value("a")), (Index(10), value("b"))]),
+        );
+        check(
+            "d[5]=a&d[]=b",
+            "d",
+            array(vec![(Index(5), value("a")), (Index(6), value("b"))]),
+        );
+        check(
+            "fields[email]=a@b.c",
+            "fields",
+            array(vec![(Name("email".into()), value("a@b.c"))]),
+        );
+        check("d[007]=x", "d", array(vec![(Name("007".into()), value("x"))]));
+        check(
+            "d[99999999999999999999999]=x",
+            "d",
+            array(vec![(Name("99999999999999999999999".into()), value("x"))]),
+        );
+        check("a[b=1", "a[b", value("1"));
+        check("a[b]c=1", "a", array(vec![(Name("b".into()), value("1"))]));
+        check("a=1&a[0]=2", "a", array(vec![(Index(0), value("2"))]));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            Params::from_urlencoded(b"a=%ff%fe"),
+            Err(ParamError::NotUtf8)
+        );
+        assert_eq!(Params::from_urlencoded(b"%ff=1"), Err(ParamError::NotUtf8));
+        let deep = format!("x{}=1", "[0]".repeat(5000));
+        assert!(matches!(
+            Params::from_urlencoded(deep.as_bytes()),
+            Err(ParamError::TooDeep(_))
+        ));
+    }
+
+    #[test]
+    fn overlay_replaces_whole_names() {
+        let mut query = decode("a=1&d[0]=q&keep=yes");
+        query.overlay(decode("a=2&d[1]=b"));
+        assert_eq!(query.value("a"), Some("2"));
+        assert_eq!(query.value("keep"), Some("yes"));
+        assert_eq!(
+            query.get("d"),
+            Some(&array(vec![(Key::Index(1), value("b"))]))
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! A running server: the store opened, accounts in place, the listener bound, connections
+//! served on their own threads until it is told to stop.
+
+use crate::error::Error;
+use crate::http::routes;
+use crate::http::wire::{self, Limits};
+use crate::store::Store;
+use crate::store::db::{AccountRecord, Durability, OpenError};
+use crate::store::writer::{Command, UpsertedAccount};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+/// Everything `serve` needs to know.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub db: PathBuf,
+    pub listen: String,
+    /// `(login, key)` pairs to create, or whose key to set.
+    pub accounts: Vec<(String, String)>,
+    pub durability: Durability,
+    pub limits: Limits,
+}
+
+/// Why the server could not start; said in one line.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<OpenError> for StartError {
+    fn from(error: OpenError) -> StartError {
+        StartError(error.0)
+    }
+}
+
+pub struct Server {
+    store: Arc<Store>,
+    address: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    accept_thread: JoinHandle<()>,
+    /// The account made because the database had none, to be shown once.
+    pub created_account: Option<AccountRecord>,
+}
+
+/// Stops a running server from another thread (a signal handler, a test).
+#[derive(Clone)]
+pub struct Stopper {
+    stopping: Arc<AtomicBool>,
+    wake: SocketAddr,
+}
+
+impl Stopper {
+    /// Stops accepting; requests in flight are still answered.
+    pub fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            // The accept loop blocks in accept(): a connection of our own wakes it.
+            let _ = TcpStream::connect(self.wake);
+        }
+    }
+}
+
+impl Server {
+    pub fn start(config: ServeConfig) -> Result<Server, StartError> {
+        let store = Arc::new(Store::open(&config.db, config.durability)?);
+        let created_account = ensure_accounts(&store, &config.accounts)?;
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| StartError(format!("cannot read the listening address: {e}")))?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let limits = config.limits;
+        let handler_store = store.clone();
+        let handler = Arc::new(move |request| routes::handle(&handler_store, limits.max_body, request));
+        let refusal = Arc::new(routes::refusal);
+        let accept_stopping = stopping.clone();
+        let accept_thread = std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || wire::serve(listener, handler, refusal, limits, accept_stopping))
+            .map_err(|e| StartError(format!("cannot start the accept thread: {e}")))?;
+        Ok(Server {
+            store,
+            address,
+            stopping,
+            accept_thread,
+            created_account,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        let mut wake = self.address;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Stopper {
+            stopping: self.stopping.clone(),
+            wake,
+        }
+    }
+
+    /// Waits until the server has been stopped and its requests in flight answered, then
+    /// commits what the writer holds and closes the database.
+    pub fn wait(self) {
+        let _ = self.accept_thread.join();
+        self.store.close();
+    }
+}
+
+/// Applies `--account` pairs; with no account at all, makes one and returns it to be shown.
+fn ensure_accounts(
+    store: &Store,
+    accounts: &[(String, String)],
+) -> Result<Option<AccountRecord>, StartError> {
+    let upsert = |login: &str, key: Option<String>| {
+        store
+            .writer()
+            .submit(|reply| Command::UpsertAccount {
+                login: login.to_string(),
+                api_key: key,
+                contact_limit: None,
+                reply,
+            })
+            .map_err(|e| StartError(account_error(login, e)))
+    };
+    for (login, key) in accounts {
+        upsert(login, Some(key.clone()))?;
+    }
+    let existing = store
+        .read(crate::store::db::accounts)
+        .map_err(|e| StartError(format!("cannot read accounts: {e}")))?;
+    if !existing.is_empty() {
+        return Ok(None);
+    }
+    let UpsertedAccount { record, .. } = upsert("local", None)?;
+    Ok(Some(record))
+}
+
+fn account_error(login: &str, error: Error) -> String {
+    match error {
+        Error::Api { message, .. } => format!("account {login}: {message}"),
+        other => format!("account {login}: {other}"),
+    }
+}
+
+/// A key as it may appear in output after its creation: enough to tell keys apart, not to use one.
+pub fn mask_key(key: &str) -> String {
+    let shown: String = key.chars().take(4).collect();
+    format!("{shown}…")
+}

@@ -1,0 +1,607 @@
+//! importContacts inside the writer's transaction: the steps of spec §5.4 that need the
+//! database's current state. Rows arrive checked (see `import_plan`); here a row can still be
+//! rejected for what only the database knows, and such a row changes nothing.
+
+use crate::error::{Error, Result};
+use crate::import_plan::{
+    Channel, ChannelChanges, ImportPlan, ListChanges, RowChanges, RowNote, Verdict, too_many_tags,
+};
+use crate::model::{
+    Availability, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, PhoneStatus, StatusCode,
+    Timestamp,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{HashMap, HashSet};
+
+/// One entry of the answer's `log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub index: u64,
+    pub note: RowNote,
+}
+
+/// The answer of importContacts (§5.5), before it is put on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub total: usize,
+    pub inserted: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub new_emails: usize,
+    pub invalid: usize,
+    pub log: Vec<LogEntry>,
+    /// Some insert took the account past its contact limit.
+    pub overlimit: bool,
+}
+
+/// What an applied row did.
+enum Applied {
+    Inserted,
+    Updated,
+    Deleted,
+}
+
+/// The state one call carries from row to row.
+struct CallState<'a> {
+    conn: &'a Connection,
+    account_id: i64,
+    now: Timestamp,
+    overwrite_tags: bool,
+    overwrite_lists: bool,
+    lists: HashSet<i64>,
+    /// Tag ids by lower-cased name, filled as the call meets them.
+    tag_ids: HashMap<String, i64>,
+    contact_limit: Option<i64>,
+    contact_count: i64,
+}
+
+/// A contact found by one of its addresses.
+struct Found {
+    id: i64,
+    email: Option<String>,
+    email_status: Option<i64>,
+    phone: Option<String>,
+    phone_status: Option<i64>,
+}
+
+pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Result<ImportOutcome> {
+    let account_id = plan.account_id;
+    check_fields_exist(conn, account_id, &plan.field_ids)?;
+    let contact_limit: Option<i64> = conn
+        .prepare_cached("SELECT contact_limit FROM accounts WHERE id = ?1")?
+        .query_row([account_id], |row| row.get(0))?;
+    let contact_count = match contact_limit {
+        Some(_) => conn
+            .prepare_cached("SELECT count(*) FROM contacts WHERE account_id = ?1")?
+            .query_row([account_id], |row| row.get(0))?,
+        None => 0,
+    };
+    let mut state = CallState {
+        conn,
+        account_id,
+        now,
+        overwrite_tags: plan.flags.overwrite_tags,
+        overwrite_lists: plan.flags.overwrite_lists,
+        lists: crate::store::db::list_ids(conn, account_id)?.into_iter().collect(),
+        tag_ids: HashMap::new(),
+        contact_limit,
+        contact_count,
+    };
+    let mut outcome = ImportOutcome {
+        total: plan.rows.len(),
+        ..ImportOutcome::default()
+    };
+    for row in &plan.rows {
+        let log = |note: RowNote, outcome: &mut ImportOutcome| {
+            outcome.log.push(LogEntry {
+                index: row.index,
+                note,
+            })
+        };
+        match &row.verdict {
+            Verdict::Reject(note) => {
+                outcome.invalid += 1;
+                log(note.clone(), &mut outcome);
+            }
+            Verdict::Duplicate(note) => log(note.clone(), &mut outcome),
+            Verdict::Apply(changes) => match state.apply_row(changes)? {
+                Err(note) => {
+                    outcome.invalid += 1;
+                    log(note, &mut outcome);
+                }
+                Ok((applied, warnings, email_is_new)) => {
+                    match applied {
+                        Applied::Inserted => outcome.inserted += 1,
+                        Applied::Updated => outcome.updated += 1,
+                        Applied::Deleted => outcome.deleted += 1,
+                    }
+                    if email_is_new {
+                        outcome.new_emails += 1;
+                    }
+                    for warning in warnings {
+                        outcome.overlimit |= warning.code == "overlimit";
+                        log(warning, &mut outcome);
+                    }
+                }
+            },
+        }
+    }
+    Ok(outcome)
+}
+
+/// A field deleted between planning and writing must not get values.
+fn check_fields_exist(conn: &Connection, account_id: i64, field_ids: &[i64]) -> Result<()> {
+    let mut statement =
+        conn.prepare_cached("SELECT 1 FROM fields WHERE id = ?1 AND account_id = ?2")?;
+    for id in field_ids {
+        if !statement.exists(params![id, account_id])? {
+            return Err(Error::invalid_arg(
+                "field_names: a user field was deleted while the call was being read",
+            ));
+        }
+    }
+    Ok(())
+}
+
+type RowResult = std::result::Result<(Applied, Vec<RowNote>, bool), RowNote>;
+
+impl CallState<'_> {
+    /// Applies one checked row. The outer `Result` is a fault of the server; the inner one a
+    /// rejection of the row, decided before anything of it is written.
+    fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
+        let by_email = match &row.email {
+            Some(email) => self.find("email", email.as_str())?,
+            None => None,
+        };
+        let by_phone = match &row.phone {
+            Some(phone) => self.find("phone", phone.as_str())?,
+            None => None,
+        };
+        let found = match (by_email, by_phone) {
+            (Some(a), Some(b)) if a.id != b.id => {
+                return Ok(Err(RowNote::new(
+                    "owned_by_different_subscribers",
+                    "The email and the phone belong to two different contacts",
+                )));
+            }
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        };
+        if row.delete {
+            if let Some(contact) = found {
+                self.delete_contact(contact.id)?;
+                self.contact_count -= 1;
+            }
+            return Ok(Ok((Applied::Deleted, Vec::new(), false)));
+        }
+        if let Some(note) = self.unknown_list(row) {
+            return Ok(Err(note));
+        }
+        let existing_tags = match &found {
+            Some(contact) if !self.overwrite_tags && row.tags.is_some() => self.tags_of(contact.id)?,
+            _ => Vec::new(),
+        };
+        let final_tags = row.tags.as_ref().map(|given| {
+            if self.overwrite_tags {
+                given.clone()
+            } else {
+                union_ignoring_case(&existing_tags, given)
+            }
+        });
+        if final_tags.as_ref().is_some_and(|tags| tags.len() > MAX_TAGS_PER_CONTACT) {
+            return Ok(Err(too_many_tags()));
+        }
+
+        let mut warnings = Vec::new();
+        let (contact_id, applied, email_status) = match found {
+            None => {
+                let (id, email_status) = self.insert_contact(row)?;
+                self.contact_count += 1;
+                if self.contact_limit.is_some_and(|limit| self.contact_count > limit) {
+                    warnings.push(RowNote::new(
+                        "overlimit",
+                        "The number of contacts for the current tariff plan has been exceeded (but the string has been added)",
+                    ));
+                }
+                (id, Applied::Inserted, email_status)
+            }
+            Some(contact) => {
+                let email_status = self.update_contact(&contact, row, &mut warnings)?;
+                (contact.id, Applied::Updated, email_status)
+            }
+        };
+        if row.email.is_some() {
+            self.apply_lists(contact_id, Channel::Email, &row.email_changes.lists)?;
+        }
+        if row.phone.is_some() {
+            self.apply_lists(contact_id, Channel::Phone, &row.phone_changes.lists)?;
+        }
+        if let Some(tags) = final_tags {
+            self.set_tags(contact_id, &tags)?;
+        }
+        self.set_fields(contact_id, &row.fields)?;
+        if row.email.as_ref().is_some_and(|email| email.is_role_address()) {
+            warnings.insert(
+                0,
+                RowNote::new(
+                    "role_address",
+                    "The address is a role address, which harms deliverability",
+                ),
+            );
+        }
+        let email_is_new = email_status == Some(EmailStatus::New.code());
+        Ok(Ok((applied, warnings, email_is_new)))
+    }
+
+    fn find(&self, column: &str, address: &str) -> Result<Option<Found>> {
+        let sql = match column {
+            "email" => {
+                "SELECT id, email, email_status, phone, phone_status FROM contacts
+                 WHERE account_id = ?1 AND email = ?2"
+            }
+            _ => {
+                "SELECT id, email, email_status, phone, phone_status FROM contacts
+                 WHERE account_id = ?1 AND phone = ?2"
+            }
+        };
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(params![self.account_id, address], |row| {
+                Ok(Found {
+                    id: row.get(0)?,
+                    email: row.get(1)?,
+                    email_status: row.get(2)?,
+                    phone: row.get(3)?,
+                    phone_status: row.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The first list id of an applied channel that is not one of the account's lists.
+    fn unknown_list(&self, row: &RowChanges) -> Option<RowNote> {
+        let channels = [
+            (row.email.is_some(), &row.email_changes.lists, "email"),
+            (row.phone.is_some(), &row.phone_changes.lists, "phone"),
+        ];
+        channels
+            .into_iter()
+            .filter(|(applied, _, _)| *applied)
+            .find_map(|(_, lists, prefix)| {
+                lists.list_ids().find(|id| !self.lists.contains(id)).map(|id| {
+                    RowNote::new(
+                        "invalid_list_id",
+                        format!("{prefix} list columns: list {id} does not exist"),
+                    )
+                })
+            })
+    }
+
+    fn delete_contact(&self, contact_id: i64) -> Result<()> {
+        for sql in [
+            "DELETE FROM memberships WHERE contact_id = ?1",
+            "DELETE FROM field_values WHERE contact_id = ?1",
+            "DELETE FROM contact_tags WHERE contact_id = ?1",
+            "DELETE FROM contacts WHERE id = ?1",
+        ] {
+            self.conn.prepare_cached(sql)?.execute([contact_id])?;
+        }
+        Ok(())
+    }
+
+    /// Creates the contact with the row's channels (§5.4 step 3); returns its id and email status.
+    fn insert_contact(&self, row: &RowChanges) -> Result<(i64, Option<i64>)> {
+        let email = row.email.as_ref().map(|e| self.new_channel(Channel::Email, &row.email_changes, e.as_str()));
+        let phone = row.phone.as_ref().map(|p| self.new_channel(Channel::Phone, &row.phone_changes, p.as_str()));
+        let (e, p) = (email.unwrap_or_default(), phone.unwrap_or_default());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO contacts (account_id,
+                    email, email_status, email_availability, email_add_time, email_request_ip,
+                    email_confirm_time, email_confirm_ip,
+                    phone, phone_status, phone_availability, phone_add_time, phone_request_ip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                self.account_id,
+                e.address,
+                e.status,
+                e.availability,
+                e.add_time,
+                e.request_ip,
+                e.confirm_time,
+                e.confirm_ip,
+                p.address,
+                p.status,
+                p.availability,
+                p.add_time,
+                p.request_ip
+            ])?;
+        Ok((self.conn.last_insert_rowid(), e.status))
+    }
+
+    /// A channel's columns as a new channel gets them: the given values, or the defaults.
+    fn new_channel(&self, channel: Channel, given: &ChannelChanges, address: &str) -> ChannelRow {
+        let default_status = match channel {
+            Channel::Email => EmailStatus::New.code(),
+            Channel::Phone => PhoneStatus::Active.code(),
+        };
+        ChannelRow {
+            address: Some(address.to_string()),
+            status: Some(given.status.unwrap_or(default_status)),
+            availability: Some(given.availability.unwrap_or(Availability::Available).code()),
+            add_time: Some(given.add_time.unwrap_or(self.now).0),
+            request_ip: given.request_ip.clone(),
+            confirm_time: given.confirm_time.map(|t| t.0),
+            confirm_ip: given.confirm_ip.clone(),
+        }
+    }
+
+    /// Updates an existing contact's channels (§5.4 steps 1 and 4); returns its email status.
+    fn update_contact(
+        &self,
+        contact: &Found,
+        row: &RowChanges,
+        warnings: &mut Vec<RowNote>,
+    ) -> Result<Option<i64>> {
+        let mut email_status = contact.email_status;
+        if let Some(email) = &row.email {
+            let values = self.channel_update(
+                Channel::Email,
+                contact.email.is_some(),
+                contact.email_status,
+                &row.email_changes,
+                email.as_str(),
+                warnings,
+            );
+            email_status = values.status.or(email_status);
+            self.conn
+                .prepare_cached(
+                    "UPDATE contacts SET email = ?2,
+                        email_status = coalesce(?3, email_status),
+                        email_availability = coalesce(?4, email_availability),
+                        email_add_time = coalesce(?5, email_add_time),
+                        email_request_ip = coalesce(?6, email_request_ip),
+                        email_confirm_time = coalesce(?7, email_confirm_time),
+                        email_confirm_ip = coalesce(?8, email_confirm_ip)
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    contact.id,
+                    values.address,
+                    values.status,
+                    values.availability,
+                    values.add_time,
+                    values.request_ip,
+                    values.confirm_time,
+                    values.confirm_ip
+                ])?;
+        }
+        if let Some(phone) = &row.phone {
+            let values = self.channel_update(
+                Channel::Phone,
+                contact.phone.is_some(),
+                contact.phone_status,
+                &row.phone_changes,
+                phone.as_str(),
+                warnings,
+            );
+            self.conn
+                .prepare_cached(
+                    "UPDATE contacts SET phone = ?2,
+                        phone_status = coalesce(?3, phone_status),
+                        phone_availability = coalesce(?4, phone_availability),
+                        phone_add_time = coalesce(?5, phone_add_time),
+                        phone_request_ip = coalesce(?6, phone_request_ip)
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    contact.id,
+                    values.address,
+                    values.status,
+                    values.availability,
+                    values.add_time,
+                    values.request_ip
+                ])?;
+        }
+        Ok(email_status)
+    }
+
+    /// The values to write on an existing contact's channel. A channel it lacks is added as for a
+    /// new contact; one it has keeps what the row does not give, and its status follows the rule
+    /// of §5.4 step 4. A different address of this kind is replaced (the person changed it).
+    fn channel_update(
+        &self,
+        channel: Channel,
+        has_channel: bool,
+        current_status: Option<i64>,
+        given: &ChannelChanges,
+        address: &str,
+        warnings: &mut Vec<RowNote>,
+    ) -> ChannelRow {
+        if !has_channel {
+            return self.new_channel(channel, given, address);
+        }
+        let mut status = None;
+        if let (Some(wanted), Some(current)) = (given.status, current_status) {
+            if StatusCode(current).may_be_replaced() {
+                status = Some(wanted);
+            } else if wanted != current {
+                warnings.push(RowNote::new(
+                    "status_not_changed",
+                    format!(
+                        "The status of {address} stays \"{}\"",
+                        status_name(channel, current)
+                    ),
+                ));
+            }
+        }
+        ChannelRow {
+            address: Some(address.to_string()),
+            status,
+            availability: given.availability.map(Availability::code),
+            add_time: given.add_time.map(|t| t.0),
+            request_ip: given.request_ip.clone(),
+            confirm_time: given.confirm_time.map(|t| t.0),
+            confirm_ip: given.confirm_ip.clone(),
+        }
+    }
+
+    /// §5.4 step 5 for one channel.
+    fn apply_lists(&self, contact_id: i64, channel: Channel, lists: &ListChanges) -> Result<()> {
+        if !lists.given {
+            return Ok(());
+        }
+        let current = self.memberships(contact_id, channel)?;
+        if self.overwrite_lists {
+            self.conn
+                .prepare_cached("DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2")?
+                .execute(params![contact_id, channel.code()])?;
+        }
+        let mut upsert = self.conn.prepare_cached(
+            "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (contact_id, channel, list_id)
+             DO UPDATE SET state = excluded.state, subscribed_at = excluded.subscribed_at",
+        )?;
+        let mut write = |list_id: i64, state: MembershipState, time: Timestamp| {
+            upsert.execute(params![contact_id, channel.code(), list_id, state.code(), time.0])
+        };
+        for (list_id, given_time) in &lists.subscribed {
+            let kept_time = match current.get(list_id) {
+                Some((MembershipState::Active, time)) if !self.overwrite_lists => Some(*time),
+                _ => None,
+            };
+            let time = given_time.or(kept_time).unwrap_or(self.now);
+            write(*list_id, MembershipState::Active, time)?;
+        }
+        for (ids, state) in [
+            (&lists.unsubscribed, MembershipState::Unsubscribed),
+            (&lists.excluded, MembershipState::Excluded),
+        ] {
+            for list_id in ids {
+                let time = current.get(list_id).map(|(_, t)| *t).unwrap_or(self.now);
+                write(*list_id, state, time)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn memberships(
+        &self,
+        contact_id: i64,
+        channel: Channel,
+    ) -> Result<HashMap<i64, (MembershipState, Timestamp)>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT list_id, state, subscribed_at FROM memberships
+             WHERE contact_id = ?1 AND channel = ?2",
+        )?;
+        let rows = statement.query_map(params![contact_id, channel.code()], |row| {
+            let state: i64 = row.get(1)?;
+            Ok((
+                row.get::<_, i64>(0)?,
+                (
+                    MembershipState::from_code(state).unwrap_or(MembershipState::Active),
+                    Timestamp(row.get(2)?),
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn tags_of(&self, contact_id: i64) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
+             WHERE ct.contact_id = ?1 ORDER BY t.name",
+        )?;
+        let rows = statement.query_map([contact_id], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Makes the contact's tags exactly `tags`, creating account tags for new names.
+    fn set_tags(&mut self, contact_id: i64, tags: &[String]) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?
+            .execute([contact_id])?;
+        for name in tags {
+            let tag_id = self.tag_id(name)?;
+            self.conn
+                .prepare_cached("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
+                .execute(params![contact_id, tag_id])?;
+        }
+        Ok(())
+    }
+
+    fn tag_id(&mut self, name: &str) -> Result<i64> {
+        let key = name.to_lowercase();
+        if let Some(id) = self.tag_ids.get(&key) {
+            return Ok(*id);
+        }
+        let existing: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
+            .query_row(params![self.account_id, name], |row| row.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                self.conn
+                    .prepare_cached("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
+                    .execute(params![self.account_id, name])?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        self.tag_ids.insert(key, id);
+        Ok(id)
+    }
+
+    /// §5.4 step 7: a present cell sets the value, an empty one clears it.
+    fn set_fields(&self, contact_id: i64, fields: &[(i64, String)]) -> Result<()> {
+        for (field_id, value) in fields {
+            if value.is_empty() {
+                self.conn
+                    .prepare_cached("DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2")?
+                    .execute(params![contact_id, field_id])?;
+            } else {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO field_values (contact_id, field_id, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value",
+                    )?
+                    .execute(params![contact_id, field_id, value])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One channel's columns as written: `None` leaves a column as it is (on update).
+#[derive(Default)]
+struct ChannelRow {
+    address: Option<String>,
+    status: Option<i64>,
+    availability: Option<i64>,
+    add_time: Option<i64>,
+    request_ip: Option<String>,
+    confirm_time: Option<i64>,
+    confirm_ip: Option<String>,
+}
+
+fn status_name(channel: Channel, code: i64) -> &'static str {
+    match channel {
+        Channel::Email => EmailStatus::from_code(code).map_or("unknown", EmailStatus::wire),
+        Channel::Phone => PhoneStatus::from_code(code).map_or("unknown", PhoneStatus::wire),
+    }
+}
+
+/// The existing tags followed by the given ones not already there (compared ignoring case).
+fn union_ignoring_case(existing: &[String], given: &[String]) -> Vec<String> {
+    let mut all = existing.to_vec();
+    for name in given {
+        if !all.iter().any(|tag| tag.to_lowercase() == name.to_lowercase()) {
+            all.push(name.clone());
+        }
+    }
+    all
+}

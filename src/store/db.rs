@@ -1,0 +1,210 @@
+//! Opening the database file (checks, pragmas, schema), the pool of read-only connections, and
+//! the SELECTs that serve reads. Nothing here writes once the schema is in place.
+
+use crate::error::{Error, Result};
+use crate::import_plan::FieldName;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::Path;
+use std::time::Duration;
+
+/// The schema this binary writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// How hard a commit is pushed to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// An answered write survives power loss (`synchronous=FULL`).
+    Full,
+    /// An answered write survives a crash of the process, not of the machine (`synchronous=NORMAL`).
+    Relaxed,
+}
+
+/// Why the database could not be opened; said in one line by the CLI.
+#[derive(Debug)]
+pub struct OpenError(pub String);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Opens (or creates) the database for writing. The file is only read until it has been found
+/// to be this program's database of a version it knows, so a wrong file is left untouched.
+pub fn open_writer(path: &Path, durability: Durability) -> Result<Connection, OpenError> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(OpenError(format!("cannot open database {shown}: it is a directory")));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| OpenError(format!("cannot open database {shown}: {e}")))?;
+    let not_ours = |e: rusqlite::Error| OpenError(format!("{shown} is not a usable database: {e}"));
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(not_ours)?;
+    if version > SCHEMA_VERSION {
+        return Err(OpenError(format!(
+            "{shown} has schema version {version}, newer than this binary's {SCHEMA_VERSION}: use a newer unisender-local"
+        )));
+    }
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .map_err(not_ours)?;
+    if version == 0 && tables > 0 {
+        return Err(OpenError(format!(
+            "{shown} is an SQLite database of another program (no unisender-local schema)"
+        )));
+    }
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Relaxed => "NORMAL",
+    };
+    conn.busy_timeout(Duration::from_secs(10)).map_err(not_ours)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
+    ))
+    .map_err(not_ours)?;
+    if version == 0 {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+            .map_err(|e| OpenError(format!("cannot create the schema in {shown}: {e}")))?;
+    }
+    Ok(conn)
+}
+
+pub type ReaderPool = r2d2::Pool<SqliteConnectionManager>;
+
+/// A pool of connections opened read-only: a reader can never write, whatever a bug asks of it.
+pub fn open_readers(path: &Path, size: u32) -> Result<ReaderPool, OpenError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|conn| conn.busy_timeout(Duration::from_secs(10)));
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| OpenError(format!("cannot open readers on {}: {e}", path.display())))
+}
+
+/// An account, as a request knows it once its key is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub login: String,
+    pub contact_limit: Option<i64>,
+}
+
+/// An account with its key, for the CLI's listing.
+#[derive(Clone, Debug)]
+pub struct AccountRecord {
+    pub account: Account,
+    pub api_key: String,
+}
+
+pub fn account_by_key(conn: &Connection, key: &str) -> Result<Option<Account>> {
+    Ok(conn
+        .prepare_cached("SELECT id, login, contact_limit FROM accounts WHERE api_key = ?1")?
+        .query_row([key], |row| {
+            Ok(Account {
+                id: row.get(0)?,
+                login: row.get(1)?,
+                contact_limit: row.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn accounts(conn: &Connection) -> Result<Vec<AccountRecord>> {
+    let mut statement =
+        conn.prepare_cached("SELECT id, login, contact_limit, api_key FROM accounts ORDER BY id")?;
+    let rows = statement.query_map([], |row| {
+        Ok(AccountRecord {
+            account: Account {
+                id: row.get(0)?,
+                login: row.get(1)?,
+                contact_limit: row.get(2)?,
+            },
+            api_key: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A mailing list as getLists answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListRecord {
+    pub id: i64,
+    pub title: String,
+}
+
+pub fn lists(conn: &Connection, account_id: i64) -> Result<Vec<ListRecord>> {
+    let mut statement =
+        conn.prepare_cached("SELECT id, title FROM lists WHERE account_id = ?1 ORDER BY id")?;
+    let rows = statement.query_map([account_id], |row| {
+        Ok(ListRecord {
+            id: row.get(0)?,
+            title: row.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A user field as getFields answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldRecord {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub public_name: String,
+    pub is_visible: i64,
+    pub view_pos: i64,
+}
+
+pub fn fields(conn: &Connection, account_id: i64) -> Result<Vec<FieldRecord>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, name, type, public_name, is_visible, view_pos FROM fields
+         WHERE account_id = ?1 ORDER BY id",
+    )?;
+    let rows = statement.query_map([account_id], |row| {
+        Ok(FieldRecord {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            kind: row.get(2)?,
+            public_name: row.get(3)?,
+            is_visible: row.get(4)?,
+            view_pos: row.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The account's user fields by name, as importContacts maps columns.
+pub fn field_names(conn: &Connection, account_id: i64) -> Result<Vec<FieldName>> {
+    Ok(fields(conn, account_id)?
+        .into_iter()
+        .map(|field| FieldName {
+            id: field.id,
+            name: field.name,
+        })
+        .collect())
+}
+
+/// The ids of the account's lists, for checking the ids a write names.
+pub fn list_ids(conn: &Connection, account_id: i64) -> Result<Vec<i64>> {
+    let mut statement = conn.prepare_cached("SELECT id FROM lists WHERE account_id = ?1")?;
+    let rows = statement.query_map(params![account_id], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Whether the database can be read at all (the health check's reader half).
+pub fn ping(conn: &Connection) -> Result<()> {
+    conn.query_row("SELECT 1", [], |_| Ok(()))
+        .map_err(|e| Error::Internal(format!("reader ping: {e}")))
+}

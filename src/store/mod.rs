@@ -1,0 +1,47 @@
+//! Storage: one SQLite file in WAL mode, a pool of read-only connections for reads, and one
+//! writer thread that owns the only read-write connection (see ARCHITECTURE.md).
+
+pub mod apply_import;
+pub mod db;
+pub mod writer;
+
+use crate::error::Result;
+use db::{Durability, OpenError, ReaderPool};
+use std::path::Path;
+use writer::Writer;
+
+/// Read-only connections: enough for the HTTP workers without holding many file handles.
+const READERS: u32 = 8;
+
+/// The database as the rest of the server sees it.
+pub struct Store {
+    readers: ReaderPool,
+    writer: Writer,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    pub fn open(path: &Path, durability: Durability) -> Result<Store, OpenError> {
+        let conn = db::open_writer(path, durability)?;
+        let readers = db::open_readers(path, READERS)?;
+        Ok(Store {
+            readers,
+            writer: Writer::start(conn),
+        })
+    }
+
+    /// Runs `read` on a read-only connection from the pool.
+    pub fn read<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.get()?;
+        read(&conn)
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Finishes the queued writes and closes the writer's connection.
+    pub fn close(&self) {
+        self.writer.stop();
+    }
+}

@@ -1,0 +1,385 @@
+//! The writer thread: it owns the only read-write connection, and every write of the server is a
+//! `Command` it receives over a bounded queue.
+//!
+//! Group commit: the thread takes every command waiting in the queue (up to `MAX_BATCH_ROWS`),
+//! applies them in one `IMMEDIATE` transaction with a savepoint per command (a failing command
+//! rolls back alone and gets its own error), commits once, and only then answers each caller.
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::import_plan::ImportPlan;
+use crate::model::Timestamp;
+use crate::store::apply_import::{ImportOutcome, apply_import};
+use crate::store::db::{Account, AccountRecord};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Commands waiting for the writer; a caller finding the queue full waits (backpressure).
+const QUEUE_CAPACITY: usize = 64;
+/// One transaction takes commands until they carry this many rows.
+const MAX_BATCH_ROWS: usize = 4000;
+/// How long a caller waits for room in the queue before answering `retry_later`.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Reply<T> = Sender<Result<T>>;
+
+/// Every kind of write the server makes.
+pub enum Command {
+    Import(Box<ImportPlan>, Reply<ImportOutcome>),
+    CreateList {
+        account_id: i64,
+        title: String,
+        before_subscribe_url: String,
+        after_subscribe_url: String,
+        reply: Reply<i64>,
+    },
+    CreateField {
+        account_id: i64,
+        name: String,
+        kind: String,
+        public_name: String,
+        reply: Reply<i64>,
+    },
+    /// Creates the account, or sets the key and limit given for an existing one.
+    UpsertAccount {
+        login: String,
+        api_key: Option<String>,
+        contact_limit: Option<i64>,
+        reply: Reply<UpsertedAccount>,
+    },
+    /// Answers once the writer can run a transaction (the health check).
+    Ping(Reply<()>),
+    /// Ends the thread after the commands queued before it.
+    Stop(Reply<()>),
+}
+
+impl Command {
+    /// How much work the command is, in rows, for bounding a batch.
+    fn weight(&self) -> usize {
+        match self {
+            Command::Import(plan, _) => plan.row_count().max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// The account `UpsertAccount` left, and whether it had to create it.
+#[derive(Clone, Debug)]
+pub struct UpsertedAccount {
+    pub record: AccountRecord,
+    pub created: bool,
+}
+
+/// The handle the rest of the server holds: a way to submit commands and wait for the answer.
+pub struct Writer {
+    queue: Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection) -> Writer {
+        let (queue, commands) = bounded(QUEUE_CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || WriterLoop { conn }.run(commands))
+            .expect("the writer thread can be spawned at start-up");
+        Writer {
+            queue,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Sends a command built around its reply channel and waits for the committed answer.
+    pub fn submit<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (reply, answer) = bounded(1);
+        match self.queue.send_timeout(command(reply), ENQUEUE_TIMEOUT) {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(_)) => {
+                return Err(Error::Overloaded("the write queue is full"));
+            }
+            Err(SendTimeoutError::Disconnected(_)) => {
+                return Err(Error::Overloaded("the server is stopping"));
+            }
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Internal("the writer dropped a command".into())))
+    }
+
+    /// Finishes the queued commands, then stops the thread and closes the connection.
+    pub fn stop(&self) {
+        let _ = self.submit(Command::Stop);
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A caller's answer, sent only after the transaction holding its command has ended.
+type PendingAnswer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+struct WriterLoop {
+    conn: Connection,
+}
+
+impl WriterLoop {
+    fn run(mut self, commands: Receiver<Command>) {
+        while let Ok(first) = commands.recv() {
+            let mut rows = first.weight();
+            let mut batch = vec![first];
+            while rows < MAX_BATCH_ROWS {
+                match commands.try_recv() {
+                    Ok(next) => {
+                        rows += next.weight();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.apply_batch(batch) {
+                break;
+            }
+        }
+    }
+
+    /// Applies a batch in one transaction and answers its callers; true when told to stop.
+    fn apply_batch(&mut self, batch: Vec<Command>) -> bool {
+        let mut stop = false;
+        let mut answers: Vec<PendingAnswer> = Vec::with_capacity(batch.len());
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let why = format!("cannot begin a transaction: {e}");
+            eprintln!("writer: {why}");
+            for command in batch {
+                stop |= matches!(command, Command::Stop(_));
+                fail_command(command, &why);
+            }
+            return stop;
+        }
+        for command in batch {
+            stop |= matches!(command, Command::Stop(_));
+            answers.push(self.apply_in_savepoint(command));
+        }
+        let commit_failure = self.conn.execute_batch("COMMIT").err().map(|e| {
+            let why = format!("commit failed: {e}");
+            eprintln!("writer: {why}");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            why
+        });
+        for answer in answers {
+            answer(commit_failure.as_deref());
+        }
+        stop
+    }
+
+    /// Runs one command inside its own savepoint; its effects stay only if it succeeded and
+    /// was not a dry run.
+    fn apply_in_savepoint(&mut self, command: Command) -> PendingAnswer {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT command") {
+            let why = format!("cannot open a savepoint: {e}");
+            return Box::new(move |_| fail_command(command, &why));
+        }
+        let conn = &self.conn;
+        let outcome = catch_unwind(AssertUnwindSafe(|| apply_command(conn, command)));
+        let (keep, answer) = outcome.unwrap_or_else(|_| {
+            eprintln!("writer: a command panicked; it was rolled back");
+            let dropped: PendingAnswer = Box::new(|_: Option<&str>| {});
+            (false, dropped)
+        });
+        let end = if keep {
+            "RELEASE command"
+        } else {
+            "ROLLBACK TO command; RELEASE command"
+        };
+        if let Err(e) = self.conn.execute_batch(end) {
+            eprintln!("writer: cannot end a savepoint: {e}");
+        }
+        answer
+    }
+}
+
+/// Answers a command that could not run at all.
+fn fail_command(command: Command, why: &str) {
+    fn error<T>(why: &str) -> Result<T> {
+        Err(Error::Internal(why.to_string()))
+    }
+    match command {
+        Command::Import(_, reply) => drop(reply.send(error(why))),
+        Command::CreateList { reply, .. } | Command::CreateField { reply, .. } => {
+            drop(reply.send(error(why)))
+        }
+        Command::UpsertAccount { reply, .. } => drop(reply.send(error(why))),
+        Command::Ping(reply) | Command::Stop(reply) => drop(reply.send(error(why))),
+    }
+}
+
+/// Applies one command; says whether to keep its effects, and how to answer once the
+/// transaction ends (`Some(why)` when the commit failed).
+fn apply_command(conn: &Connection, command: Command) -> (bool, PendingAnswer) {
+    match command {
+        Command::Import(plan, reply) => {
+            let dry_run = plan.flags.test_mode;
+            let result = apply_import(conn, &plan, Timestamp::now());
+            answer_after_commit(reply, result, !dry_run)
+        }
+        Command::CreateList {
+            account_id,
+            title,
+            before_subscribe_url,
+            after_subscribe_url,
+            reply,
+        } => {
+            let result = create_list(conn, account_id, &title, &before_subscribe_url, &after_subscribe_url);
+            answer_after_commit(reply, result, true)
+        }
+        Command::CreateField {
+            account_id,
+            name,
+            kind,
+            public_name,
+            reply,
+        } => {
+            let result = create_field(conn, account_id, &name, &kind, &public_name);
+            answer_after_commit(reply, result, true)
+        }
+        Command::UpsertAccount {
+            login,
+            api_key,
+            contact_limit,
+            reply,
+        } => {
+            let result = upsert_account(conn, &login, api_key, contact_limit);
+            answer_after_commit(reply, result, true)
+        }
+        Command::Ping(reply) | Command::Stop(reply) => answer_after_commit(reply, Ok(()), false),
+    }
+}
+
+/// Holds a result until the transaction ends. A kept success whose commit then failed is
+/// answered as a failure, so that no caller hears of a write that is not on disk.
+fn answer_after_commit<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T>,
+    keep_on_success: bool,
+) -> (bool, PendingAnswer) {
+    let keep = keep_on_success && result.is_ok();
+    let answer: PendingAnswer = Box::new(move |commit_failure| {
+        let result = match commit_failure {
+            Some(why) if keep => Err(Error::Internal(why.to_string())),
+            _ => result,
+        };
+        let _ = reply.send(result);
+    });
+    (keep, answer)
+}
+
+fn create_list(
+    conn: &Connection,
+    account_id: i64,
+    title: &str,
+    before_subscribe_url: &str,
+    after_subscribe_url: &str,
+) -> Result<i64> {
+    let taken: Option<i64> = conn
+        .prepare_cached("SELECT id FROM lists WHERE account_id = ?1 AND title = ?2")?
+        .query_row(params![account_id, title], |row| row.get(0))
+        .optional()?;
+    if taken.is_some() {
+        return Err(Error::invalid_arg(format!(
+            "title: a list titled \"{title}\" already exists"
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT INTO lists (account_id, title, before_subscribe_url, after_subscribe_url)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![account_id, title, before_subscribe_url, after_subscribe_url])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn create_field(
+    conn: &Connection,
+    account_id: i64,
+    name: &str,
+    kind: &str,
+    public_name: &str,
+) -> Result<i64> {
+    let taken: Option<i64> = conn
+        .prepare_cached("SELECT id FROM fields WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
+        .query_row(params![account_id, name], |row| row.get(0))
+        .optional()?;
+    if taken.is_some() {
+        return Err(Error::invalid_arg(format!(
+            "name: a field named \"{name}\" already exists"
+        )));
+    }
+    let view_pos: i64 = conn
+        .prepare_cached("SELECT coalesce(max(view_pos), 0) + 1 FROM fields WHERE account_id = ?1")?
+        .query_row([account_id], |row| row.get(0))?;
+    conn.prepare_cached(
+        "INSERT INTO fields (account_id, name, type, public_name, is_visible, view_pos)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+    )?
+    .execute(params![account_id, name, kind, public_name, view_pos])?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn upsert_account(
+    conn: &Connection,
+    login: &str,
+    api_key: Option<String>,
+    contact_limit: Option<i64>,
+) -> Result<UpsertedAccount> {
+    if let Some(key) = &api_key {
+        let holder: Option<String> = conn
+            .prepare_cached("SELECT login FROM accounts WHERE api_key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()?;
+        if holder.is_some_and(|holder| holder != login) {
+            return Err(Error::api(
+                ErrorCode::InvalidArg,
+                format!("that key already belongs to another account than \"{login}\""),
+            ));
+        }
+    }
+    let existing: Option<(i64, String, Option<i64>)> = conn
+        .prepare_cached("SELECT id, api_key, contact_limit FROM accounts WHERE login = ?1")?
+        .query_row([login], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    let (id, key, limit, created) = match existing {
+        Some((id, old_key, old_limit)) => {
+            let key = api_key.unwrap_or(old_key);
+            let limit = contact_limit.or(old_limit);
+            conn.prepare_cached("UPDATE accounts SET api_key = ?2, contact_limit = ?3 WHERE id = ?1")?
+                .execute(params![id, key, limit])?;
+            (id, key, limit, false)
+        }
+        None => {
+            let key = api_key.unwrap_or_else(new_api_key);
+            conn.prepare_cached(
+                "INSERT INTO accounts (login, api_key, contact_limit) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![login, key, contact_limit])?;
+            (conn.last_insert_rowid(), key, contact_limit, true)
+        }
+    };
+    Ok(UpsertedAccount {
+        record: AccountRecord {
+            account: Account {
+                id,
+                login: login.to_string(),
+                contact_limit: limit,
+            },
+            api_key: key,
+        },
+        created,
+    })
+}
+
+/// A fresh key: 128 random bits, as 32 hex digits.
+fn new_api_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
