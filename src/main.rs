@@ -115,6 +115,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         limits: Limits::default(),
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
+    // Installed before the listening line: whoever reads that line may signal at once.
+    let stopper = server.stopper();
+    ctrlc::set_handler(move || stopper.stop()).map_err(|e| format!("cannot handle signals: {e}"))?;
     let address = server.address();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on http://{address}");
@@ -130,8 +133,6 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if !address.ip().is_loopback() {
         eprintln!("warning: listening on {address}, which other machines can reach");
     }
-    let stopper = server.stopper();
-    ctrlc::set_handler(move || stopper.stop()).map_err(|e| format!("cannot handle signals: {e}"))?;
     server.wait();
     Ok(())
 }

@@ -1,0 +1,285 @@
+//! The harness of the integration tests: the real binary serving a database in a temporary
+//! directory on 127.0.0.1:0, a client for it, and a read-only look into its database.
+
+pub mod http_client;
+
+use http_client::{Client, Reply, form};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "test-key-0123456789";
+pub const OTHER_KEY: &str = "other-key-9876543210";
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub address: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    _stdout: BufReader<ChildStdout>,
+    /// What the server printed on stdout after the listening line, read at start.
+    pub first_line: String,
+}
+
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_unisender-local"))
+}
+
+impl TestServer {
+    /// A server with two accounts, `test` (KEY) and `other` (OTHER_KEY).
+    pub fn start() -> TestServer {
+        TestServer::start_with(&["--account", &format!("test:{KEY}"), "--account", &format!("other:{OTHER_KEY}")])
+    }
+
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("creates a temp dir");
+        let db = dir.path().join("test.db");
+        TestServer::start_on(dir, db, extra)
+    }
+
+    pub fn start_on(dir: tempfile::TempDir, db: PathBuf, extra: &[&str]) -> TestServer {
+        let mut child = binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--durability", "relaxed", "--db"])
+            .arg(&db)
+            .args(extra)
+            .env_remove("UNISENDER_LOCAL_ACCOUNTS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starts the server binary");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut first_line = String::new();
+        stdout.read_line(&mut first_line).expect("reads the listening line");
+        let address = first_line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+            .parse()
+            .expect("the listening line names an address");
+        TestServer {
+            child: Some(child),
+            address,
+            dir,
+            db,
+            _stdout: stdout,
+            first_line,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.address)
+    }
+
+    /// POSTs `pairs` to `/en/api/{method}` with `key`, and returns the parsed answer.
+    pub fn call_as(&self, key: &str, method: &str, pairs: &[(&str, &str)]) -> Value {
+        let mut all = vec![("api_key", key)];
+        all.extend_from_slice(pairs);
+        let reply = self.client().post_form(&format!("/en/api/{method}?format=json"), &form(&all));
+        assert_eq!(reply.status, 200, "{method}: {}", String::from_utf8_lossy(&reply.body));
+        reply.json()
+    }
+
+    pub fn call(&self, method: &str, pairs: &[(&str, &str)]) -> Value {
+        self.call_as(KEY, method, pairs)
+    }
+
+    /// Sends a raw request and returns the raw answer.
+    pub fn raw(&self, request: &[u8]) -> Reply {
+        self.client().send(request)
+    }
+
+    /// importContacts with these columns and rows (an empty string is an empty cell, `None`
+    /// an absent one), plus extra parameters.
+    pub fn import_sparse(&self, columns: &[&str], rows: &[Vec<Option<&str>>], extra: &[(&str, &str)]) -> Value {
+        let mut owned: Vec<(String, String)> = Vec::new();
+        for (i, column) in columns.iter().enumerate() {
+            owned.push((format!("field_names[{i}]"), column.to_string()));
+        }
+        for (r, row) in rows.iter().enumerate() {
+            for (c, cell) in row.iter().enumerate() {
+                if let Some(cell) = cell {
+                    owned.push((format!("data[{r}][{c}]"), cell.to_string()));
+                }
+            }
+        }
+        let mut pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.extend_from_slice(extra);
+        self.call("importContacts", &pairs)
+    }
+
+    pub fn import(&self, columns: &[&str], rows: &[&[&str]], extra: &[(&str, &str)]) -> Value {
+        let rows: Vec<Vec<Option<&str>>> = rows.iter().map(|r| r.iter().map(|c| Some(*c)).collect()).collect();
+        self.import_sparse(columns, &rows, extra)
+    }
+
+    /// The `result` of a successful call, failing the test on an error answer.
+    pub fn ok(&self, method: &str, pairs: &[(&str, &str)]) -> Value {
+        let answer = self.call(method, pairs);
+        assert!(answer.get("error").is_none(), "{method} failed: {answer}");
+        answer["result"].clone()
+    }
+
+    pub fn create_list(&self, title: &str) -> i64 {
+        self.ok("createList", &[("title", title)])["id"].as_i64().expect("a list id")
+    }
+
+    pub fn create_field(&self, name: &str) -> i64 {
+        self.ok("createField", &[("name", name), ("type", "string")])["id"]
+            .as_i64()
+            .expect("a field id")
+    }
+
+    /// A read-only connection to the server's database, for checking what was stored.
+    pub fn db(&self) -> Connection {
+        Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("opens the db")
+    }
+
+    /// Everything stored about the contact with this email or phone, in wire terms.
+    pub fn contact(&self, address: &str) -> Option<Value> {
+        let conn = self.db();
+        let id: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM contacts WHERE email = ?1 OR phone = ?1",
+                [address],
+                |row| row.get(0),
+            )
+            .optional()
+            .expect("queries contacts");
+        id.map(|id| contact_view(&conn, id))
+    }
+
+    /// Every contact of every account, for comparing whole states.
+    pub fn everything(&self) -> Value {
+        let conn = self.db();
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM contacts ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let tags: Vec<String> = conn
+            .prepare("SELECT account_id || ':' || name FROM tags ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        json!({"contacts": ids.iter().map(|id| contact_view(&conn, *id)).collect::<Vec<_>>(), "tags": tags})
+    }
+
+    pub fn contact_count(&self) -> i64 {
+        self.db()
+            .query_row("SELECT count(*) FROM contacts", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        terminate(child)
+    }
+}
+
+/// SIGTERM, then a bounded wait; SIGKILL if the process does not stop.
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("waits for the child") {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            return child.wait().expect("waits after kill");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if child.try_wait().ok().flatten().is_none() {
+                terminate(child);
+            }
+        }
+    }
+}
+
+const EMAIL_STATUS: [&str; 7] = ["new", "invited", "active", "inactive", "unsubscribed", "blocked", "activation_requested"];
+const PHONE_STATUS: [&str; 6] = ["new", "?", "active", "inactive", "unsubscribed", "blocked"];
+const AVAILABILITY: [&str; 6] = ["available", "unreachable", "temp_unreachable", "mailbox_full", "spam_rejected", "spam_folder"];
+const STATE: [&str; 4] = ["active", "unsubscribed", "excluded", "invited"];
+
+fn name(table: &[&str], code: Option<i64>) -> Value {
+    code.map_or(Value::Null, |c| json!(table[c as usize]))
+}
+
+fn contact_view(conn: &Connection, id: i64) -> Value {
+    let mut view = conn
+        .query_row(
+            "SELECT account_id, email, email_status, email_availability, email_add_time, email_request_ip,
+                    email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
+                    phone_add_time, phone_request_ip FROM contacts WHERE id = ?1",
+            [id],
+            |row| {
+                Ok(json!({
+                    "id": id,
+                    "account": row.get::<_, i64>(0)?,
+                    "email": row.get::<_, Option<String>>(1)?,
+                    "email_status": name(&EMAIL_STATUS, row.get(2)?),
+                    "email_availability": name(&AVAILABILITY, row.get(3)?),
+                    "email_add_time": row.get::<_, Option<i64>>(4)?,
+                    "email_request_ip": row.get::<_, Option<String>>(5)?,
+                    "email_confirm_time": row.get::<_, Option<i64>>(6)?,
+                    "email_confirm_ip": row.get::<_, Option<String>>(7)?,
+                    "phone": row.get::<_, Option<String>>(8)?,
+                    "phone_status": name(&PHONE_STATUS, row.get(9)?),
+                    "phone_availability": name(&AVAILABILITY, row.get(10)?),
+                    "phone_add_time": row.get::<_, Option<i64>>(11)?,
+                    "phone_request_ip": row.get::<_, Option<String>>(12)?,
+                }))
+            },
+        )
+        .expect("reads the contact");
+    let memberships: Vec<(i64, i64, i64, i64)> = conn
+        .prepare("SELECT channel, list_id, state, subscribed_at FROM memberships WHERE contact_id = ?1 ORDER BY channel, list_id")
+        .unwrap()
+        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (channel, key) in [(0, "email_lists"), (1, "phone_lists")] {
+        let lists: Vec<Value> = memberships
+            .iter()
+            .filter(|m| m.0 == channel)
+            .map(|m| json!([m.1, STATE[m.2 as usize], m.3]))
+            .collect();
+        view[key] = json!(lists);
+    }
+    let tags: Vec<String> = conn
+        .prepare("SELECT t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = ?1 ORDER BY t.name")
+        .unwrap()
+        .query_map([id], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    view["tags"] = json!(tags);
+    let fields: Vec<(String, String)> = conn
+        .prepare("SELECT f.name, v.value FROM field_values v JOIN fields f ON f.id = v.field_id WHERE v.contact_id = ?1 ORDER BY f.id")
+        .unwrap()
+        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let fields: serde_json::Map<String, Value> = fields.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    view["fields"] = Value::Object(fields);
+    view
+}
