@@ -578,3 +578,110 @@ impl ImportPlan {
         self.rows.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const COLUMNS: [&str; 12] = [
+        "email",
+        "phone",
+        "tags",
+        "email_status",
+        "phone_availability",
+        "email_list_ids",
+        "email_subscribe_times",
+        "email_excluded_list_ids",
+        "email_add_time",
+        "delete",
+        "City",
+        "email_confirm_ip",
+    ];
+
+    fn columns() -> Columns {
+        let names = COLUMNS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (Key::Index(i as u64), Param::Value(name.to_string())))
+            .collect();
+        let fields = [FieldName {
+            id: 7,
+            name: "city".into(),
+        }];
+        Columns::parse(&Param::Array(names), &fields).expect("valid columns")
+    }
+
+    /// Cells drawn from values that are valid, invalid, empty or absent for some column, and
+    /// addresses from a small pool so that duplicates are frequent.
+    fn cell() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(String::new())),
+            (0..6u8).prop_map(|i| Some(format!("user{i}@example.com"))),
+            (0..6u8).prop_map(|i| Some(format!("+1555000000{i}"))),
+            prop::sample::select(vec![
+                "bad", "new", "active", "invited", "1", "2", "0", "1,2", "2,2", "x", "2023-01-01",
+                "2023-01-01,2023-01-02", "nope", "a,b,c", "spam_folder", "a,b,c,d,e,f,g,h,i,j,k",
+            ])
+            .prop_map(|s| Some(s.to_string())),
+        ]
+    }
+
+    fn rows() -> impl Strategy<Value = Vec<Vec<Option<String>>>> {
+        prop::collection::vec(prop::collection::vec(cell(), COLUMNS.len()), 0..120)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// §5.6: the result is the same whatever number of threads validated the rows.
+        #[test]
+        fn parallel_validation_equals_sequential(rows in rows()) {
+            let columns = columns();
+            let cells: Vec<(u64, Vec<Option<&str>>)> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, row)| (i as u64 * 3, row.iter().map(|c| c.as_deref()).collect()))
+                .collect();
+            let sequential = plan_rows(&columns, &cells, false);
+            let parallel = plan_rows(&columns, &cells, true);
+            prop_assert_eq!(sequential, parallel);
+        }
+    }
+
+    fn check(cells: &[(&str, &str)], expected: &str) {
+        let columns = columns();
+        let mut row = vec![None; COLUMNS.len()];
+        for (name, value) in cells {
+            let at = COLUMNS.iter().position(|c| c == name).expect("a test column");
+            row[at] = Some(*value);
+        }
+        let planned = plan_rows(&columns, &[(0, row)], false);
+        let got = match &planned[0].verdict {
+            Verdict::Apply(_) => "apply",
+            Verdict::Reject(note) | Verdict::Duplicate(note) => note.code,
+        };
+        assert_eq!(got, expected, "{cells:?}");
+    }
+
+    #[test]
+    fn row_checks() {
+        check(&[("email", "a@b.cd")], "apply");
+        check(&[("email", "a@b")], "invalid_email");
+        check(&[("email", "")], "no_address");
+        check(&[("phone", "123")], "invalid_phone");
+        check(&[("email", "a@b.cd"), ("email_status", "blocked")], "invalid_status");
+        check(&[("email", "a@b.cd"), ("email_status", "")], "apply");
+        check(&[("email", "a@b.cd"), ("phone_availability", "x")], "invalid_availability");
+        check(&[("email", "a@b.cd"), ("email_list_ids", "1,x")], "invalid_list_id");
+        check(&[("email", "a@b.cd"), ("email_list_ids", "1"), ("email_excluded_list_ids", "1")], "invalid_list_id");
+        check(&[("email", "a@b.cd"), ("email_list_ids", "1,2"), ("email_subscribe_times", "2023-01-01")], "invalid_subscribe_times");
+        check(&[("email", "a@b.cd"), ("email_list_ids", "1"), ("email_subscribe_times", "2023-01-01")], "apply");
+        check(&[("email", "a@b.cd"), ("email_add_time", "x")], "invalid_time");
+        check(&[("email", "a@b.cd"), ("delete", "x")], "invalid_delete");
+        check(&[("email", "a@b.cd"), ("tags", "a,b,c,d,e,f,g,h,i,j,k")], "too_many_tags");
+        check(&[("email", "a@b.cd"), ("tags", "a,b,c,d,e,f,g,h,i,j,J")], "apply");
+        check(&[("email", "a@b.cd"), ("City", &"x".repeat(MAX_CELL_BYTES + 1))], "value_too_long");
+    }
+}

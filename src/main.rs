@@ -48,6 +48,10 @@ struct ServeArgs {
     /// full: an answered write survives power loss; relaxed: a crash of the process only.
     #[arg(long, value_enum, default_value = "full")]
     durability: DurabilityArg,
+    /// Seconds a connection may stay silent (mid-request, or idle between requests) before it
+    /// is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,7 +116,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             DurabilityArg::Full => Durability::Full,
             DurabilityArg::Relaxed => Durability::Relaxed,
         },
-        limits: Limits::default(),
+        limits: Limits {
+            idle_timeout: std::time::Duration::from_secs(args.read_timeout),
+            ..Limits::default()
+        },
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
     // Installed before the listening line: whoever reads that line may signal at once.

@@ -314,3 +314,34 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No input makes the decoder panic: it answers a tree or an error.
+        #[test]
+        fn decoding_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Params::from_urlencoded(&bytes);
+        }
+
+        /// Bracket-shaped noise, the decoder's hardest input, never panics either.
+        #[test]
+        fn bracket_noise_never_panics(key in "[a-z\\[\\]%0-9]{0,40}", value in ".{0,20}") {
+            let mut params = Params::default();
+            let _ = params.insert(&key, value);
+        }
+
+        /// Any value, percent-encoded, decodes to itself.
+        #[test]
+        fn encoded_values_decode_to_themselves(value in any::<String>()) {
+            let encoded: String = value.bytes().map(|b| format!("%{b:02X}")).collect();
+            let params = Params::from_urlencoded(format!("v={encoded}").as_bytes()).unwrap();
+            prop_assert_eq!(params.value("v"), Some(value.as_str()));
+        }
+    }
+}

@@ -275,3 +275,38 @@ fn malformed_http_is_refused_in_the_envelope() {
     // The server still answers.
     assert_eq!(server.raw(b"GET /_local/health HTTP/1.1\r\n\r\n").status, 200);
 }
+
+#[test]
+fn a_stalled_client_blocks_nobody_and_is_cut_off() {
+    use std::io::Read;
+    use std::time::Duration;
+    let server = TestServer::start_with(&["--account", &format!("test:{KEY}"), "--read-timeout", "2"]);
+    let mut stalled: Vec<std::net::TcpStream> = (0..20)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(server.address).unwrap();
+            // Half a head, or a head promising a body that never comes.
+            let partial: &[u8] = if i % 2 == 0 {
+                b"POST /en/api/getLists HTTP/1.1\r\nHost: x"
+            } else {
+                b"POST /en/api/getLists HTTP/1.1\r\nContent-Length: 100\r\n\r\nab"
+            };
+            s.write_all(partial).unwrap();
+            s
+        })
+        .collect();
+    let reply = server.raw(format!("GET /en/api/getLists?api_key={KEY} HTTP/1.1\r\n\r\n").as_bytes());
+    assert_eq!(reply.json(), json!({"result": []}));
+    // The normal client was answered while the stalled ones were still held open.
+    stalled[0].set_nonblocking(true).unwrap();
+    let mut probe = [0u8; 1];
+    let still_open = matches!(stalled[0].read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(still_open, "the stalled connection was closed before the normal client was answered");
+    stalled[0].set_nonblocking(false).unwrap();
+    // Then the read timeout closes each of them, without an answer.
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("the server closes the stalled connection");
+        assert!(rest.is_empty(), "a stalled request gets no answer, just a close");
+    }
+}
