@@ -112,14 +112,19 @@ impl Columns {
     pub fn parse(field_names: &Param, user_fields: &[FieldName]) -> Result<Columns, String> {
         let names = match field_names {
             Param::Array(names) => names,
-            Param::Value(_) => return Err("field_names must be an array: field_names[0]=email".into()),
+            Param::Value(_) => {
+                return Err("field_names must be an array: field_names[0]=email".into());
+            }
         };
         let mut entries = Vec::with_capacity(names.len());
         let mut seen = HashSet::new();
         let mut field_columns = 0;
         for (key, name) in names {
             let Key::Index(index) = key else {
-                return Err(format!("field_names has a non-numeric index \"{}\"", key_text(key)));
+                return Err(format!(
+                    "field_names has a non-numeric index \"{}\"",
+                    key_text(key)
+                ));
             };
             let Some(name) = name.as_value() else {
                 return Err(format!("field_names[{index}] must be a column name"));
@@ -159,7 +164,9 @@ impl Columns {
     }
 
     fn position(&self, index: u64) -> Option<usize> {
-        self.entries.binary_search_by_key(&index, |entry| entry.0).ok()
+        self.entries
+            .binary_search_by_key(&index, |entry| entry.0)
+            .ok()
     }
 
     /// The user fields this call writes.
@@ -260,22 +267,28 @@ pub struct PlannedRow {
     pub verdict: Verdict,
 }
 
+/// One row of `data`: its index, and its cell for each column in order (`None`: absent).
+pub type RowCells<'a> = (u64, Vec<Option<&'a str>>);
+
 /// Reads `data` into rows of cells, checking the shape (§5.2's row and cell errors).
-pub fn split_rows<'a>(
-    data: &'a Param,
-    columns: &Columns,
-) -> Result<Vec<(u64, Vec<Option<&'a str>>)>, String> {
+pub fn split_rows<'a>(data: &'a Param, columns: &Columns) -> Result<Vec<RowCells<'a>>, String> {
     let rows = match data {
         Param::Array(rows) => rows,
         Param::Value(_) => return Err("data must be an array of rows: data[0][0]=...".into()),
     };
     if rows.len() > MAX_ROWS {
-        return Err(format!("data has {} rows, more than {MAX_ROWS}", rows.len()));
+        return Err(format!(
+            "data has {} rows, more than {MAX_ROWS}",
+            rows.len()
+        ));
     }
     let mut out = Vec::with_capacity(rows.len());
     for (key, row) in rows {
         let Key::Index(index) = key else {
-            return Err(format!("data has a non-numeric row index \"{}\"", key_text(key)));
+            return Err(format!(
+                "data has a non-numeric row index \"{}\"",
+                key_text(key)
+            ));
         };
         let Param::Array(cells) = row else {
             return Err(format!("data[{index}] must be an array of cells"));
@@ -293,7 +306,10 @@ pub fn split_rows<'a>(
                 ));
             };
             let Some(value) = cell.as_value() else {
-                return Err(format!("data[{index}][{}] must be a value", key_text(cell_key)));
+                return Err(format!(
+                    "data[{index}][{}] must be a value",
+                    key_text(cell_key)
+                ));
             };
             row_cells[position] = Some(value);
         }
@@ -304,12 +320,8 @@ pub fn split_rows<'a>(
 
 /// Checks every row on its own, then marks duplicates. `parallel` chooses rayon or this thread;
 /// the result is the same either way.
-pub fn plan_rows(
-    columns: &Columns,
-    rows: &[(u64, Vec<Option<&str>>)],
-    parallel: bool,
-) -> Vec<PlannedRow> {
-    let check = |(index, cells): &(u64, Vec<Option<&str>>)| PlannedRow {
+pub fn plan_rows(columns: &Columns, rows: &[RowCells], parallel: bool) -> Vec<PlannedRow> {
+    let check = |(index, cells): &RowCells| PlannedRow {
         index: *index,
         verdict: check_row(columns, cells),
     };
@@ -333,10 +345,13 @@ fn mark_duplicates(rows: &mut [PlannedRow]) {
         let email_seen = changes.email.as_ref().is_some_and(|e| emails.contains(e));
         let phone_seen = changes.phone.as_ref().is_some_and(|p| phones.contains(p));
         if email_seen {
-            row.verdict = Verdict::Duplicate(RowNote::new("duplicate_email", "Duplicate email address"));
-        } else if phone_seen {
             row.verdict =
-                Verdict::Duplicate(RowNote::new("duplicate_phone", "Duplicate telephone number"));
+                Verdict::Duplicate(RowNote::new("duplicate_email", "Duplicate email address"));
+        } else if phone_seen {
+            row.verdict = Verdict::Duplicate(RowNote::new(
+                "duplicate_phone",
+                "Duplicate telephone number",
+            ));
         } else {
             emails.extend(changes.email.clone());
             phones.extend(changes.phone.clone());
@@ -374,14 +389,20 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
             }
             Column::Phone if !value.is_empty() => {
                 let phone = Phone::parse(value).ok_or_else(|| {
-                    RowNote::new("invalid_phone", "Invalid phone number: 7 to 15 digits expected")
+                    RowNote::new(
+                        "invalid_phone",
+                        "Invalid phone number: 7 to 15 digits expected",
+                    )
                 })?;
                 changes.phone = Some(phone);
             }
             Column::Email | Column::Phone => {}
             Column::Delete => {
                 changes.delete = parse_delete(value).ok_or_else(|| {
-                    RowNote::new("invalid_delete", format!("delete must be 0, 1 or empty, not \"{value}\""))
+                    RowNote::new(
+                        "invalid_delete",
+                        format!("delete must be 0, 1 or empty, not \"{value}\""),
+                    )
                 })?;
             }
             Column::Tags => {
@@ -397,7 +418,10 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
                     Channel::Phone => PhoneStatus::parse_importable(value).map(PhoneStatus::code),
                 };
                 channel_of(&mut changes, channel).status = Some(code.ok_or_else(|| {
-                    RowNote::new("invalid_status", format!("{name}: invalid status \"{value}\""))
+                    RowNote::new(
+                        "invalid_status",
+                        format!("{name}: invalid status \"{value}\""),
+                    )
                 })?);
             }
             Column::Availability(channel) if !value.is_empty() => {
@@ -454,7 +478,10 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
         }
     }
     if changes.email.is_none() && changes.phone.is_none() {
-        return Err(RowNote::new("no_address", "The row has neither an email nor a phone"));
+        return Err(RowNote::new(
+            "no_address",
+            "The row has neither an email nor a phone",
+        ));
     }
     for channel in [Channel::Email, Channel::Phone] {
         let lists = &mut channel_of(&mut changes, channel).lists;
@@ -463,7 +490,10 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
         if let Some(twice) = lists.list_ids().find(|id| !seen.insert(*id)) {
             return Err(RowNote::new(
                 "invalid_list_id",
-                format!("List {twice} is given twice in the {} list columns", channel.prefix()),
+                format!(
+                    "List {twice} is given twice in the {} list columns",
+                    channel.prefix()
+                ),
             ));
         }
     }
@@ -495,21 +525,34 @@ fn parse_delete(value: &str) -> Option<bool> {
 fn parse_list_ids(column: &str, value: &str) -> Result<Vec<i64>, RowNote> {
     comma_items(value)
         .map(|item| {
-            item.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                RowNote::new("invalid_list_id", format!("{column}: \"{item}\" is not a list id"))
-            })
+            item.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| {
+                    RowNote::new(
+                        "invalid_list_id",
+                        format!("{column}: \"{item}\" is not a list id"),
+                    )
+                })
         })
         .collect()
 }
 
 fn parse_time(column: &str, value: &str) -> Result<Timestamp, RowNote> {
     Timestamp::parse(value).ok_or_else(|| {
-        RowNote::new("invalid_time", format!("{column}: \"{value}\" is not a time"))
+        RowNote::new(
+            "invalid_time",
+            format!("{column}: \"{value}\" is not a time"),
+        )
     })
 }
 
 /// Pairs `*_subscribe_times` with `*_list_ids`: same count and order, or no times at all.
-fn attach_times(lists: &mut ListChanges, times: Option<&str>, channel: Channel) -> Result<(), RowNote> {
+fn attach_times(
+    lists: &mut ListChanges,
+    times: Option<&str>,
+    channel: Channel,
+) -> Result<(), RowNote> {
     let Some(times) = times.filter(|t| !t.is_empty()) else {
         return Ok(());
     };
@@ -521,7 +564,10 @@ fn attach_times(lists: &mut ListChanges, times: Option<&str>, channel: Channel) 
     };
     let parsed: Vec<Timestamp> = times
         .split(',')
-        .map(|item| Timestamp::parse(item).ok_or_else(|| invalid(format!("\"{}\" is not a time", item.trim()))))
+        .map(|item| {
+            Timestamp::parse(item)
+                .ok_or_else(|| invalid(format!("\"{}\" is not a time", item.trim())))
+        })
         .collect::<Result<_, _>>()?;
     if parsed.len() != lists.subscribed.len() {
         return Err(invalid(format!(
@@ -621,8 +667,22 @@ mod tests {
             (0..6u8).prop_map(|i| Some(format!("user{i}@example.com"))),
             (0..6u8).prop_map(|i| Some(format!("+1555000000{i}"))),
             prop::sample::select(vec![
-                "bad", "new", "active", "invited", "1", "2", "0", "1,2", "2,2", "x", "2023-01-01",
-                "2023-01-01,2023-01-02", "nope", "a,b,c", "spam_folder", "a,b,c,d,e,f,g,h,i,j,k",
+                "bad",
+                "new",
+                "active",
+                "invited",
+                "1",
+                "2",
+                "0",
+                "1,2",
+                "2,2",
+                "x",
+                "2023-01-01",
+                "2023-01-01,2023-01-02",
+                "nope",
+                "a,b,c",
+                "spam_folder",
+                "a,b,c,d,e,f,g,h,i,j,k",
             ])
             .prop_map(|s| Some(s.to_string())),
         ]
@@ -654,7 +714,10 @@ mod tests {
         let columns = columns();
         let mut row = vec![None; COLUMNS.len()];
         for (name, value) in cells {
-            let at = COLUMNS.iter().position(|c| c == name).expect("a test column");
+            let at = COLUMNS
+                .iter()
+                .position(|c| c == name)
+                .expect("a test column");
             row[at] = Some(*value);
         }
         let planned = plan_rows(&columns, &[(0, row)], false);
@@ -671,17 +734,62 @@ mod tests {
         check(&[("email", "a@b")], "invalid_email");
         check(&[("email", "")], "no_address");
         check(&[("phone", "123")], "invalid_phone");
-        check(&[("email", "a@b.cd"), ("email_status", "blocked")], "invalid_status");
+        check(
+            &[("email", "a@b.cd"), ("email_status", "blocked")],
+            "invalid_status",
+        );
         check(&[("email", "a@b.cd"), ("email_status", "")], "apply");
-        check(&[("email", "a@b.cd"), ("phone_availability", "x")], "invalid_availability");
-        check(&[("email", "a@b.cd"), ("email_list_ids", "1,x")], "invalid_list_id");
-        check(&[("email", "a@b.cd"), ("email_list_ids", "1"), ("email_excluded_list_ids", "1")], "invalid_list_id");
-        check(&[("email", "a@b.cd"), ("email_list_ids", "1,2"), ("email_subscribe_times", "2023-01-01")], "invalid_subscribe_times");
-        check(&[("email", "a@b.cd"), ("email_list_ids", "1"), ("email_subscribe_times", "2023-01-01")], "apply");
-        check(&[("email", "a@b.cd"), ("email_add_time", "x")], "invalid_time");
+        check(
+            &[("email", "a@b.cd"), ("phone_availability", "x")],
+            "invalid_availability",
+        );
+        check(
+            &[("email", "a@b.cd"), ("email_list_ids", "1,x")],
+            "invalid_list_id",
+        );
+        check(
+            &[
+                ("email", "a@b.cd"),
+                ("email_list_ids", "1"),
+                ("email_excluded_list_ids", "1"),
+            ],
+            "invalid_list_id",
+        );
+        check(
+            &[
+                ("email", "a@b.cd"),
+                ("email_list_ids", "1,2"),
+                ("email_subscribe_times", "2023-01-01"),
+            ],
+            "invalid_subscribe_times",
+        );
+        check(
+            &[
+                ("email", "a@b.cd"),
+                ("email_list_ids", "1"),
+                ("email_subscribe_times", "2023-01-01"),
+            ],
+            "apply",
+        );
+        check(
+            &[("email", "a@b.cd"), ("email_add_time", "x")],
+            "invalid_time",
+        );
         check(&[("email", "a@b.cd"), ("delete", "x")], "invalid_delete");
-        check(&[("email", "a@b.cd"), ("tags", "a,b,c,d,e,f,g,h,i,j,k")], "too_many_tags");
-        check(&[("email", "a@b.cd"), ("tags", "a,b,c,d,e,f,g,h,i,j,J")], "apply");
-        check(&[("email", "a@b.cd"), ("City", &"x".repeat(MAX_CELL_BYTES + 1))], "value_too_long");
+        check(
+            &[("email", "a@b.cd"), ("tags", "a,b,c,d,e,f,g,h,i,j,k")],
+            "too_many_tags",
+        );
+        check(
+            &[("email", "a@b.cd"), ("tags", "a,b,c,d,e,f,g,h,i,j,J")],
+            "apply",
+        );
+        check(
+            &[
+                ("email", "a@b.cd"),
+                ("City", &"x".repeat(MAX_CELL_BYTES + 1)),
+            ],
+            "value_too_long",
+        );
     }
 }

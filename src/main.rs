@@ -5,13 +5,17 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use unisender_local::http::wire::Limits;
-use unisender_local::server::{Server, ServeConfig, mask_key};
+use unisender_local::server::{ServeConfig, Server, mask_key};
 use unisender_local::store::Store;
 use unisender_local::store::db::{self, Durability};
 use unisender_local::store::writer::Command;
 
 #[derive(Parser)]
-#[command(name = "unisender-local", version, about = "Unisender's contacts API, served locally from one SQLite file")]
+#[command(
+    name = "unisender-local",
+    version,
+    about = "Unisender's contacts API, served locally from one SQLite file"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -43,7 +47,11 @@ struct ServeArgs {
     #[arg(long, env = "UNISENDER_LOCAL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// LOGIN:KEY, creating the account or setting its key; repeatable.
-    #[arg(long = "account", env = "UNISENDER_LOCAL_ACCOUNTS", value_delimiter = ',')]
+    #[arg(
+        long = "account",
+        env = "UNISENDER_LOCAL_ACCOUNTS",
+        value_delimiter = ','
+    )]
     accounts: Vec<String>,
     /// full: an answered write survives power loss; relaxed: a crash of the process only.
     #[arg(long, value_enum, default_value = "full")]
@@ -105,7 +113,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             Some((login, key)) if !login.is_empty() && !key.is_empty() => {
                 Ok((login.to_string(), key.to_string()))
             }
-            _ => Err(format!("--account takes LOGIN:KEY, not \"{}\"", mask_key(pair))),
+            _ => Err(format!(
+                "--account takes LOGIN:KEY, not \"{}\"",
+                mask_key(pair)
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let config = ServeConfig {
@@ -124,7 +135,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let server = Server::start(config).map_err(|e| e.to_string())?;
     // Installed before the listening line: whoever reads that line may signal at once.
     let stopper = server.stopper();
-    ctrlc::set_handler(move || stopper.stop()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    ctrlc::set_handler(move || stopper.stop())
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let address = server.address();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on http://{address}");
@@ -161,7 +173,11 @@ fn accounts(action: AccountsAction) -> Result<(), String> {
             });
             store.close();
             let upserted = result.map_err(|e| e.to_string())?;
-            let verb = if upserted.created { "created" } else { "updated" };
+            let verb = if upserted.created {
+                "created"
+            } else {
+                "updated"
+            };
             println!(
                 "{verb} account \"{login}\" with api_key {}",
                 upserted.record.api_key
@@ -174,8 +190,15 @@ fn accounts(action: AccountsAction) -> Result<(), String> {
             store.close();
             println!("login\tapi_key\tcontact_limit");
             for record in accounts? {
-                let limit = record.account.contact_limit.map_or("-".to_string(), |l| l.to_string());
-                println!("{}\t{}\t{limit}", record.account.login, mask_key(&record.api_key));
+                let limit = record
+                    .account
+                    .contact_limit
+                    .map_or("-".to_string(), |l| l.to_string());
+                println!(
+                    "{}\t{}\t{limit}",
+                    record.account.login,
+                    mask_key(&record.api_key)
+                );
             }
             Ok(())
         }

@@ -248,7 +248,9 @@ impl Timestamp {
 
 /// Splits a comma-separated cell into trimmed, non-empty items.
 pub fn comma_items(cell: &str) -> impl Iterator<Item = &str> {
-    cell.split(',').map(str::trim).filter(|item| !item.is_empty())
+    cell.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }
 
 /// Reads a flag as §1.2 spells it: `1`/`0`, `true`/`false` in any case, or empty (= false).
@@ -266,7 +268,10 @@ pub fn parse_flag(raw: &str) -> Option<bool> {
 pub fn normalise_tags(cell: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for name in comma_items(cell) {
-        if !names.iter().any(|seen| seen.to_lowercase() == name.to_lowercase()) {
+        if !names
+            .iter()
+            .any(|seen| seen.to_lowercase() == name.to_lowercase())
+        {
             names.push(name.to_string());
         }
     }
@@ -291,7 +296,10 @@ mod tests {
     #[test]
     fn emails() {
         check_email(" A@Example.COM ", Some("a@example.com"));
-        check_email("user.name+tag@sub.example.org", Some("user.name+tag@sub.example.org"));
+        check_email(
+            "user.name+tag@sub.example.org",
+            Some("user.name+tag@sub.example.org"),
+        );
         check_email("иван@почта.рф", Some("иван@почта.рф"));
         check_email("a@b-c.de", Some("a@b-c.de"));
         check_email("plain", None);
@@ -305,7 +313,10 @@ mod tests {
         check_email("a@b..c", None);
         check_email("a@b_c.d", None);
         check_email(&format!("{}@b.c", "x".repeat(65)), None);
-        check_email(&format!("{}@b.c", "x".repeat(64)), Some(&format!("{}@b.c", "x".repeat(64))));
+        check_email(
+            &format!("{}@b.c", "x".repeat(64)),
+            Some(&format!("{}@b.c", "x".repeat(64))),
+        );
         check_email(&format!("a@{}.com", "b".repeat(250)), None);
         check_email("a\u{1}@b.c", None);
     }
@@ -331,7 +342,11 @@ mod tests {
     }
 
     fn check_time(input: &str, expected: Option<&str>) {
-        assert_eq!(Timestamp::parse(input).map(Timestamp::wire).as_deref(), expected, "{input:?}");
+        assert_eq!(
+            Timestamp::parse(input).map(Timestamp::wire).as_deref(),
+            expected,
+            "{input:?}"
+        );
     }
 
     #[test]
@@ -358,7 +373,14 @@ mod tests {
 
     #[test]
     fn vocabularies_round_trip() {
-        for status in ["new", "invited", "active", "inactive", "unsubscribed", "blocked"] {
+        for status in [
+            "new",
+            "invited",
+            "active",
+            "inactive",
+            "unsubscribed",
+            "blocked",
+        ] {
             let parsed = EmailStatus::from_wire(status).unwrap();
             assert_eq!(EmailStatus::from_code(parsed.code()), Some(parsed));
             assert_eq!(parsed.wire(), status);

@@ -64,7 +64,10 @@ impl std::fmt::Display for ParamError {
         match self {
             ParamError::NotUtf8 => f.write_str("parameters are not valid UTF-8 after decoding"),
             ParamError::TooDeep(name) => {
-                write!(f, "parameter \"{name}\" is nested more than {MAX_DEPTH} levels deep")
+                write!(
+                    f,
+                    "parameter \"{name}\" is nested more than {MAX_DEPTH} levels deep"
+                )
             }
         }
     }
@@ -277,7 +280,11 @@ mod tests {
             "fields",
             array(vec![(Name("email".into()), value("a@b.c"))]),
         );
-        check("d[007]=x", "d", array(vec![(Name("007".into()), value("x"))]));
+        check(
+            "d[007]=x",
+            "d",
+            array(vec![(Name("007".into()), value("x"))]),
+        );
         check(
             "d[99999999999999999999999]=x",
             "d",

@@ -80,7 +80,8 @@ impl Server {
         let stopping = Arc::new(AtomicBool::new(false));
         let limits = config.limits;
         let handler_store = store.clone();
-        let handler = Arc::new(move |request| routes::handle(&handler_store, limits.max_body, request));
+        let handler =
+            Arc::new(move |request| routes::handle(&handler_store, limits.max_body, request));
         let refusal = Arc::new(routes::refusal);
         let accept_stopping = stopping.clone();
         let accept_thread = std::thread::Builder::new()

@@ -83,7 +83,18 @@ mod tests {
         for good in ["a", "City", "x_1-y", &"n".repeat(64)] {
             assert!(check_field_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "1a", "_a", "a b", "имя", &"n".repeat(65), "Email", "phone_status", "id", "delete"] {
+        for bad in [
+            "",
+            "1a",
+            "_a",
+            "a b",
+            "имя",
+            &"n".repeat(65),
+            "Email",
+            "phone_status",
+            "id",
+            "delete",
+        ] {
             assert!(check_field_name(bad).is_err(), "{bad}");
         }
     }

@@ -2,7 +2,9 @@
 
 use super::{Answer, Call};
 use crate::error::{Error, Result};
-use crate::import_plan::{Columns, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows, split_rows};
+use crate::import_plan::{
+    Columns, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows, split_rows,
+};
 use crate::store::apply_import::ImportOutcome;
 use crate::store::db;
 use crate::store::writer::Command;
@@ -17,7 +19,9 @@ pub fn import_contacts(call: &Call) -> Result<Answer> {
     let data = params
         .get("data")
         .ok_or_else(|| Error::invalid_arg("data is missing"))?;
-    let user_fields = call.store.read(|conn| db::field_names(conn, call.account.id))?;
+    let user_fields = call
+        .store
+        .read(|conn| db::field_names(conn, call.account.id))?;
     let columns = Columns::parse(field_names, &user_fields).map_err(Error::invalid_arg)?;
     let rows = split_rows(data, &columns).map_err(Error::invalid_arg)?;
     let plan = ImportPlan {
@@ -49,7 +53,9 @@ fn answer(outcome: ImportOutcome) -> Answer {
         "log": log,
     }));
     if outcome.overlimit {
-        answer.warnings.push("Addresses overlimit for current period".into());
+        answer
+            .warnings
+            .push("Addresses overlimit for current period".into());
     }
     answer
 }

@@ -20,8 +20,14 @@ pub fn create_list(call: &Call) -> Result<Answer> {
     if title.chars().count() > 255 {
         return Err(Error::invalid_arg("title is longer than 255 characters"));
     }
-    let before_subscribe_url = call.optional("before_subscribe_url")?.unwrap_or_default().to_string();
-    let after_subscribe_url = call.optional("after_subscribe_url")?.unwrap_or_default().to_string();
+    let before_subscribe_url = call
+        .optional("before_subscribe_url")?
+        .unwrap_or_default()
+        .to_string();
+    let after_subscribe_url = call
+        .optional("after_subscribe_url")?
+        .unwrap_or_default()
+        .to_string();
     let id = call.store.writer().submit(|reply| Command::CreateList {
         account_id: call.account.id,
         title,

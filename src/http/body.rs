@@ -30,8 +30,14 @@ pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, 
     let mut body = match request.header("content-encoding").map(str::trim) {
         None | Some("") => request.body.clone(),
         Some(coding) if coding.eq_ignore_ascii_case("identity") => request.body.clone(),
-        Some(coding) if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") => {
-            inflate(flate2::read::MultiGzDecoder::new(&request.body[..]), max_body, "gzip")?
+        Some(coding)
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") =>
+        {
+            inflate(
+                flate2::read::MultiGzDecoder::new(&request.body[..]),
+                max_body,
+                "gzip",
+            )?
         }
         Some(other) => {
             return Err(BodyError::Invalid(format!(
@@ -40,7 +46,11 @@ pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, 
         }
     };
     if params.value("request_compression") == Some("bzip2") {
-        body = inflate(bzip2::read::MultiBzDecoder::new(&body[..]), max_body, "bzip2")?;
+        body = inflate(
+            bzip2::read::MultiBzDecoder::new(&body[..]),
+            max_body,
+            "bzip2",
+        )?;
     }
     let content_type = request.header("content-type").unwrap_or_default();
     let media_type = content_type
@@ -88,16 +98,27 @@ fn multipart_params(body: &[u8], content_type: &str) -> Result<Params, BodyError
     let starts: Vec<usize> = finder.find_iter(body).collect();
     for window in starts.windows(2) {
         let part = &body[window[0] + delimiter.len()..window[1]];
-        let part = part.strip_prefix(b"\r\n").or_else(|| part.strip_prefix(b"\n")).unwrap_or(part);
-        let part = part.strip_suffix(b"\r\n").or_else(|| part.strip_suffix(b"\n")).unwrap_or(part);
+        let part = part
+            .strip_prefix(b"\r\n")
+            .or_else(|| part.strip_prefix(b"\n"))
+            .unwrap_or(part);
+        let part = part
+            .strip_suffix(b"\r\n")
+            .or_else(|| part.strip_suffix(b"\n"))
+            .unwrap_or(part);
         let (head, value) = split_part(part)?;
-        let Some(name) = part_name(head) else { continue };
-        let value = String::from_utf8(value.to_vec())
-            .map_err(|_| BodyError::Invalid(format!("multipart part \"{name}\" is not valid UTF-8")))?;
+        let Some(name) = part_name(head) else {
+            continue;
+        };
+        let value = String::from_utf8(value.to_vec()).map_err(|_| {
+            BodyError::Invalid(format!("multipart part \"{name}\" is not valid UTF-8"))
+        })?;
         params.insert(&name, value)?;
     }
     if starts.is_empty() {
-        return Err(BodyError::Invalid("multipart body without its boundary".into()));
+        return Err(BodyError::Invalid(
+            "multipart body without its boundary".into(),
+        ));
     }
     Ok(params)
 }
@@ -117,9 +138,10 @@ fn split_part(part: &[u8]) -> Result<(&str, &[u8]), BodyError> {
 
 /// The `name` of a part's `Content-Disposition: form-data; name="..."`.
 fn part_name(head: &str) -> Option<String> {
-    let disposition = head
-        .lines()
-        .find(|line| line.to_ascii_lowercase().starts_with("content-disposition:"))?;
+    let disposition = head.lines().find(|line| {
+        line.to_ascii_lowercase()
+            .starts_with("content-disposition:")
+    })?;
     disposition.split(';').skip(1).find_map(|piece| {
         let (key, value) = piece.trim().split_once('=')?;
         key.trim()
@@ -137,12 +159,18 @@ mod tests {
         HttpRequest {
             method: "POST".into(),
             target: target.into(),
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             body: body.to_vec(),
         }
     }
 
-    const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8");
+    const FORM: (&str, &str) = (
+        "Content-Type",
+        "application/x-www-form-urlencoded; charset=UTF-8",
+    );
 
     #[test]
     fn body_wins_over_query() {
@@ -153,7 +181,11 @@ mod tests {
 
     #[test]
     fn other_content_types_are_ignored() {
-        let junk = request("/x?a=1", &[("Content-Type", "application/json")], b"{\"a\":2}");
+        let junk = request(
+            "/x?a=1",
+            &[("Content-Type", "application/json")],
+            b"{\"a\":2}",
+        );
         assert_eq!(request_params(&junk, 1000).unwrap().value("a"), Some("1"));
     }
 
@@ -163,17 +195,29 @@ mod tests {
         gz.write_all(b"a=gz").unwrap();
         let gz = gz.finish().unwrap();
         let gzipped = request("/x", &[FORM, ("Content-Encoding", "gzip")], &gz);
-        assert_eq!(request_params(&gzipped, 1000).unwrap().value("a"), Some("gz"));
+        assert_eq!(
+            request_params(&gzipped, 1000).unwrap().value("a"),
+            Some("gz")
+        );
 
         let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
         bz.write_all(b"a=bz").unwrap();
         let bz = bz.finish().unwrap();
         let bzipped = request("/x?request_compression=bzip2", &[FORM], &bz);
-        assert_eq!(request_params(&bzipped, 1000).unwrap().value("a"), Some("bz"));
+        assert_eq!(
+            request_params(&bzipped, 1000).unwrap().value("a"),
+            Some("bz")
+        );
 
         let broken = request("/x?request_compression=bzip2", &[FORM], b"a=plain");
-        assert!(matches!(request_params(&broken, 1000), Err(BodyError::Invalid(_))));
-        assert!(matches!(request_params(&gzipped, 2), Err(BodyError::TooLarge)));
+        assert!(matches!(
+            request_params(&broken, 1000),
+            Err(BodyError::Invalid(_))
+        ));
+        assert!(matches!(
+            request_params(&gzipped, 2),
+            Err(BodyError::TooLarge)
+        ));
     }
 
     #[test]
@@ -181,11 +225,18 @@ mod tests {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"api_key\"\r\n\r\nk1\r\n\
 --XyZ\r\nContent-Disposition: form-data; name=\"field_names[0]\"\r\n\r\nemail\r\n\
 --XyZ\r\nContent-Disposition: form-data; name=\"data[0][0]\"\r\n\r\na@b.cd\r\n--XyZ--\r\n";
-        let multipart = request("/x", &[("Content-Type", "multipart/form-data; boundary=XyZ")], body);
+        let multipart = request(
+            "/x",
+            &[("Content-Type", "multipart/form-data; boundary=XyZ")],
+            body,
+        );
         let params = request_params(&multipart, 10_000).unwrap();
         assert_eq!(params.value("api_key"), Some("k1"));
         assert!(params.get("data").and_then(|d| d.as_array()).is_some());
         let no_boundary = request("/x", &[("Content-Type", "multipart/form-data")], body);
-        assert!(matches!(request_params(&no_boundary, 10_000), Err(BodyError::Invalid(_))));
+        assert!(matches!(
+            request_params(&no_boundary, 10_000),
+            Err(BodyError::Invalid(_))
+        ));
     }
 }

@@ -11,7 +11,10 @@ const LANGUAGES: [&str; 4] = ["en", "ru", "ua", "it"];
 
 /// Answers one request.
 pub fn handle(store: &Store, max_body: usize, request: HttpRequest) -> HttpResponse {
-    let path = request.target.split_once('?').map_or(request.target.as_str(), |(p, _)| p);
+    let path = request
+        .target
+        .split_once('?')
+        .map_or(request.target.as_str(), |(p, _)| p);
     if path == "/_local/health" {
         return match request.method.as_str() {
             "GET" => health(store),
@@ -19,14 +22,20 @@ pub fn handle(store: &Store, max_body: usize, request: HttpRequest) -> HttpRespo
         };
     }
     let Some(method) = api_method(path) else {
-        return envelope(404, &json!({"error": "no such path", "code": "unknown_method"}), &[]);
+        return envelope(
+            404,
+            &json!({"error": "no such path", "code": "unknown_method"}),
+            &[],
+        );
     };
     if request.method != "GET" && request.method != "POST" {
         return method_not_allowed();
     }
     let params = match request_params(&request, max_body) {
         Ok(params) => params,
-        Err(BodyError::TooLarge) => return refusal(413, "the body is larger than 32 MiB once decompressed"),
+        Err(BodyError::TooLarge) => {
+            return refusal(413, "the body is larger than 32 MiB once decompressed");
+        }
         Err(BodyError::Invalid(why)) => return error_answer(Error::invalid_arg(why)),
     };
     match api::call(store, method, &params) {
@@ -63,7 +72,11 @@ fn method_not_allowed() -> HttpResponse {
 fn success(answer: Answer) -> HttpResponse {
     let mut body = json!({"result": answer.result});
     if !answer.warnings.is_empty() {
-        let warnings: Vec<Value> = answer.warnings.iter().map(|w| json!({"warning": w})).collect();
+        let warnings: Vec<Value> = answer
+            .warnings
+            .iter()
+            .map(|w| json!({"warning": w}))
+            .collect();
         body["warnings"] = Value::Array(warnings);
     }
     envelope(200, &body, &[])
@@ -73,7 +86,9 @@ fn success(answer: Answer) -> HttpResponse {
 /// with `Retry-After`, and a fault of the server is 500 with its details only in the log.
 pub fn error_answer(error: Error) -> HttpResponse {
     match error {
-        Error::Api { code, message } => envelope(200, &json!({"error": message, "code": code.wire()}), &[]),
+        Error::Api { code, message } => {
+            envelope(200, &json!({"error": message, "code": code.wire()}), &[])
+        }
         Error::Overloaded(why) => envelope(
             503,
             &json!({"error": format!("the server is busy ({why}); retry later"), "code": ErrorCode::RetryLater.wire()}),
@@ -98,11 +113,18 @@ pub fn refusal(status: u16, message: &str) -> HttpResponse {
         503 => vec![("Retry-After", "1".to_string())],
         _ => Vec::new(),
     };
-    envelope(status, &json!({"error": message, "code": code.wire()}), &retry)
+    envelope(
+        status,
+        &json!({"error": message, "code": code.wire()}),
+        &retry,
+    )
 }
 
 fn envelope(status: u16, body: &Value, extra: &[(&'static str, String)]) -> HttpResponse {
-    let mut headers = vec![("Content-Type", "application/json; charset=utf-8".to_string())];
+    let mut headers = vec![(
+        "Content-Type",
+        "application/json; charset=utf-8".to_string(),
+    )];
     headers.extend(extra.iter().cloned());
     HttpResponse {
         status,
@@ -118,7 +140,10 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(api_method("/en/api/importContacts"), Some("importContacts"));
-        assert_eq!(api_method("/ru/api/async/exportContacts"), Some("async/exportContacts"));
+        assert_eq!(
+            api_method("/ru/api/async/exportContacts"),
+            Some("async/exportContacts")
+        );
         assert_eq!(api_method("/de/api/getLists"), None);
         assert_eq!(api_method("/en/api/"), None);
         assert_eq!(api_method("/en/api/a/b"), None);

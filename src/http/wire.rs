@@ -140,7 +140,9 @@ struct Connection {
 impl Connection {
     fn serve(mut self, handler: &Handler, refusal: &Refusal) {
         let _ = self.stream.set_nodelay(true);
-        let _ = self.stream.set_write_timeout(Some(self.limits.request_timeout));
+        let _ = self
+            .stream
+            .set_write_timeout(Some(self.limits.request_timeout));
         loop {
             if !self.wait_for_request() {
                 return;
@@ -174,7 +176,9 @@ impl Connection {
             return true;
         }
         let idle_until = Instant::now() + self.limits.idle_timeout;
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(100)));
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)));
         let mut chunk = [0u8; 16 * 1024];
         loop {
             match self.stream.read(&mut chunk) {
@@ -201,7 +205,8 @@ impl Connection {
             return Err(ReadFailure::Gone);
         }
         let wait = (deadline - now).min(self.limits.idle_timeout);
-        self.stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        self.stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         let mut chunk = [0u8; 64 * 1024];
         loop {
             match self.stream.read(&mut chunk) {
@@ -224,11 +229,19 @@ impl Connection {
         let chunked = match request.header("transfer-encoding") {
             None => false,
             Some(coding) if coding.trim().eq_ignore_ascii_case("chunked") => true,
-            Some(_) => return Err(ReadFailure::Refuse(501, "only chunked transfer coding is supported")),
+            Some(_) => {
+                return Err(ReadFailure::Refuse(
+                    501,
+                    "only chunked transfer coding is supported",
+                ));
+            }
         };
         let length = content_length(&request)?;
         if chunked && length.is_some() {
-            return Err(ReadFailure::Refuse(400, "both Content-Length and Transfer-Encoding given"));
+            return Err(ReadFailure::Refuse(
+                400,
+                "both Content-Length and Transfer-Encoding given",
+            ));
         }
         if length.is_some_and(|n| n > self.limits.max_body) {
             return Err(ReadFailure::Refuse(413, "request body larger than 32 MiB"));
@@ -256,19 +269,29 @@ impl Connection {
         loop {
             if let Some(end) = find_head_end(&self.buffer, searched) {
                 if end > self.limits.max_head {
-                    return Err(ReadFailure::Refuse(413, "request line and headers larger than 1 MiB"));
+                    return Err(ReadFailure::Refuse(
+                        413,
+                        "request line and headers larger than 1 MiB",
+                    ));
                 }
                 return Ok(end);
             }
             if self.buffer.len() > self.limits.max_head {
-                return Err(ReadFailure::Refuse(413, "request line and headers larger than 1 MiB"));
+                return Err(ReadFailure::Refuse(
+                    413,
+                    "request line and headers larger than 1 MiB",
+                ));
             }
             searched = self.buffer.len().saturating_sub(3);
             self.fill(deadline)?;
         }
     }
 
-    fn read_exact_body(&mut self, length: usize, deadline: Instant) -> Result<Vec<u8>, ReadFailure> {
+    fn read_exact_body(
+        &mut self,
+        length: usize,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ReadFailure> {
         while self.buffer.len() < length {
             self.fill(deadline)?;
         }
@@ -317,7 +340,9 @@ impl Connection {
     /// closing, so that the peer gets the answer rather than a reset.
     fn linger(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
-        let _ = self.stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(200)));
         let until = Instant::now() + Duration::from_secs(2);
         let mut chunk = [0u8; 64 * 1024];
         while Instant::now() < until {
@@ -330,7 +355,10 @@ impl Connection {
 }
 
 fn is_timeout(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// The end of the head (after its blank line), searching from `from`.
@@ -350,7 +378,12 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, ReadFailure> {
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(ReadFailure::Refuse(400, "malformed request line or headers")),
+        _ => {
+            return Err(ReadFailure::Refuse(
+                400,
+                "malformed request line or headers",
+            ));
+        }
     }
     if parsed.version != Some(1) && parsed.version != Some(0) {
         return Err(ReadFailure::Refuse(505, "HTTP/1.0 and HTTP/1.1 only"));
@@ -358,7 +391,12 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, ReadFailure> {
     let mut headers: Vec<(String, String)> = parsed
         .headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
     if parsed.version == Some(0) {
         // Remembered as a pseudo-header so that keep-alive follows HTTP/1.0's default.
@@ -384,7 +422,10 @@ fn content_length(request: &HttpRequest) -> Result<Option<usize>, ReadFailure> {
             .parse()
             .map_err(|_| ReadFailure::Refuse(400, "malformed Content-Length"))?;
         if length.is_some_and(|seen| seen != parsed) {
-            return Err(ReadFailure::Refuse(400, "conflicting Content-Length headers"));
+            return Err(ReadFailure::Refuse(
+                400,
+                "conflicting Content-Length headers",
+            ));
         }
         length = Some(parsed);
     }
@@ -392,7 +433,10 @@ fn content_length(request: &HttpRequest) -> Result<Option<usize>, ReadFailure> {
 }
 
 fn wants_keep_alive(request: &HttpRequest) -> bool {
-    let connection = request.header("connection").unwrap_or_default().to_ascii_lowercase();
+    let connection = request
+        .header("connection")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if request.header(":http-version").is_some() {
         connection.contains("keep-alive")
     } else {
@@ -415,7 +459,11 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(mut stream: &TcpStream, answer: &HttpResponse, keep_alive: bool) -> io::Result<()> {
+fn write_response(
+    mut stream: &TcpStream,
+    answer: &HttpResponse,
+    keep_alive: bool,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         answer.status,
@@ -442,16 +490,20 @@ mod tests {
 
     #[test]
     fn head_end_is_found_with_either_line_ending() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest", 0), Some(24));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest", 0),
+            Some(24)
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\nA: b\n\nrest", 0), Some(21));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
     }
 
     #[test]
     fn heads_parse_or_are_refused() {
-        let request = parse_head(b"POST /en/api/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n")
-            .ok()
-            .expect("parses");
+        let request =
+            parse_head(b"POST /en/api/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n")
+                .ok()
+                .expect("parses");
         assert_eq!(request.method, "POST");
         assert_eq!(request.target, "/en/api/x?y=1");
         assert_eq!(request.header("content-length"), Some("3"));

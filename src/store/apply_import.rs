@@ -82,7 +82,9 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
         now,
         overwrite_tags: plan.flags.overwrite_tags,
         overwrite_lists: plan.flags.overwrite_lists,
-        lists: crate::store::db::list_ids(conn, account_id)?.into_iter().collect(),
+        lists: crate::store::db::list_ids(conn, account_id)?
+            .into_iter()
+            .collect(),
         tag_ids: HashMap::new(),
         contact_limit,
         contact_count,
@@ -178,7 +180,9 @@ impl CallState<'_> {
             return Ok(Err(note));
         }
         let existing_tags = match &found {
-            Some(contact) if !self.overwrite_tags && row.tags.is_some() => self.tags_of(contact.id)?,
+            Some(contact) if !self.overwrite_tags && row.tags.is_some() => {
+                self.tags_of(contact.id)?
+            }
             _ => Vec::new(),
         };
         let final_tags = row.tags.as_ref().map(|given| {
@@ -188,7 +192,10 @@ impl CallState<'_> {
                 union_ignoring_case(&existing_tags, given)
             }
         });
-        if final_tags.as_ref().is_some_and(|tags| tags.len() > MAX_TAGS_PER_CONTACT) {
+        if final_tags
+            .as_ref()
+            .is_some_and(|tags| tags.len() > MAX_TAGS_PER_CONTACT)
+        {
             return Ok(Err(too_many_tags()));
         }
 
@@ -197,7 +204,10 @@ impl CallState<'_> {
             None => {
                 let (id, email_status) = self.insert_contact(row)?;
                 self.contact_count += 1;
-                if self.contact_limit.is_some_and(|limit| self.contact_count > limit) {
+                if self
+                    .contact_limit
+                    .is_some_and(|limit| self.contact_count > limit)
+                {
                     warnings.push(RowNote::new(
                         "overlimit",
                         "The number of contacts for the current tariff plan has been exceeded (but the string has been added)",
@@ -220,7 +230,11 @@ impl CallState<'_> {
             self.set_tags(contact_id, &tags)?;
         }
         self.set_fields(contact_id, &row.fields)?;
-        if row.email.as_ref().is_some_and(|email| email.is_role_address()) {
+        if row
+            .email
+            .as_ref()
+            .is_some_and(|email| email.is_role_address())
+        {
             warnings.insert(
                 0,
                 RowNote::new(
@@ -269,12 +283,15 @@ impl CallState<'_> {
             .into_iter()
             .filter(|(applied, _, _)| *applied)
             .find_map(|(_, lists, prefix)| {
-                lists.list_ids().find(|id| !self.lists.contains(id)).map(|id| {
-                    RowNote::new(
-                        "invalid_list_id",
-                        format!("{prefix} list columns: list {id} does not exist"),
-                    )
-                })
+                lists
+                    .list_ids()
+                    .find(|id| !self.lists.contains(id))
+                    .map(|id| {
+                        RowNote::new(
+                            "invalid_list_id",
+                            format!("{prefix} list columns: list {id} does not exist"),
+                        )
+                    })
             })
     }
 
@@ -292,8 +309,14 @@ impl CallState<'_> {
 
     /// Creates the contact with the row's channels (§5.4 step 3); returns its id and email status.
     fn insert_contact(&self, row: &RowChanges) -> Result<(i64, Option<i64>)> {
-        let email = row.email.as_ref().map(|e| self.new_channel(Channel::Email, &row.email_changes, e.as_str()));
-        let phone = row.phone.as_ref().map(|p| self.new_channel(Channel::Phone, &row.phone_changes, p.as_str()));
+        let email = row
+            .email
+            .as_ref()
+            .map(|e| self.new_channel(Channel::Email, &row.email_changes, e.as_str()));
+        let phone = row
+            .phone
+            .as_ref()
+            .map(|p| self.new_channel(Channel::Phone, &row.phone_changes, p.as_str()));
         let (e, p) = (email.unwrap_or_default(), phone.unwrap_or_default());
         self.conn
             .prepare_cached(
@@ -466,7 +489,13 @@ impl CallState<'_> {
              DO UPDATE SET state = excluded.state, subscribed_at = excluded.subscribed_at",
         )?;
         let mut write = |list_id: i64, state: MembershipState, time: Timestamp| {
-            upsert.execute(params![contact_id, channel.code(), list_id, state.code(), time.0])
+            upsert.execute(params![
+                contact_id,
+                channel.code(),
+                list_id,
+                state.code(),
+                time.0
+            ])
         };
         for (list_id, given_time) in &lists.subscribed {
             let kept_time = match current.get(list_id) {
@@ -527,7 +556,9 @@ impl CallState<'_> {
         for name in tags {
             let tag_id = self.tag_id(name)?;
             self.conn
-                .prepare_cached("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)",
+                )?
                 .execute(params![contact_id, tag_id])?;
         }
         Ok(())
@@ -540,7 +571,9 @@ impl CallState<'_> {
         }
         let existing: Option<i64> = self
             .conn
-            .prepare_cached("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
+            .prepare_cached(
+                "SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE",
+            )?
             .query_row(params![self.account_id, name], |row| row.get(0))
             .optional()?;
         let id = match existing {
@@ -561,7 +594,9 @@ impl CallState<'_> {
         for (field_id, value) in fields {
             if value.is_empty() {
                 self.conn
-                    .prepare_cached("DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2")?
+                    .prepare_cached(
+                        "DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2",
+                    )?
                     .execute(params![contact_id, field_id])?;
             } else {
                 self.conn
@@ -599,7 +634,10 @@ fn status_name(channel: Channel, code: i64) -> &'static str {
 fn union_ignoring_case(existing: &[String], given: &[String]) -> Vec<String> {
     let mut all = existing.to_vec();
     for name in given {
-        if !all.iter().any(|tag| tag.to_lowercase() == name.to_lowercase()) {
+        if !all
+            .iter()
+            .any(|tag| tag.to_lowercase() == name.to_lowercase())
+        {
             all.push(name.clone());
         }
     }

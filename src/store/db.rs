@@ -38,11 +38,15 @@ impl std::error::Error for OpenError {}
 pub fn open_writer(path: &Path, durability: Durability) -> Result<Connection, OpenError> {
     let shown = path.display();
     if path.is_dir() {
-        return Err(OpenError(format!("cannot open database {shown}: it is a directory")));
+        return Err(OpenError(format!(
+            "cannot open database {shown}: it is a directory"
+        )));
     }
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| OpenError(format!("cannot open database {shown}: {e}")))?;
     let not_ours = |e: rusqlite::Error| OpenError(format!("{shown} is not a usable database: {e}"));
@@ -66,7 +70,8 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<Connection, Op
         Durability::Full => "FULL",
         Durability::Relaxed => "NORMAL",
     };
-    conn.busy_timeout(Duration::from_secs(10)).map_err(not_ours)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(not_ours)?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
     ))

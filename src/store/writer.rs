@@ -232,7 +232,13 @@ fn apply_command(conn: &Connection, command: Command) -> (bool, PendingAnswer) {
             after_subscribe_url,
             reply,
         } => {
-            let result = create_list(conn, account_id, &title, &before_subscribe_url, &after_subscribe_url);
+            let result = create_list(
+                conn,
+                account_id,
+                &title,
+                &before_subscribe_url,
+                &after_subscribe_url,
+            );
             answer_after_commit(reply, result, true)
         }
         Command::CreateField {
@@ -296,7 +302,12 @@ fn create_list(
         "INSERT INTO lists (account_id, title, before_subscribe_url, after_subscribe_url)
          VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![account_id, title, before_subscribe_url, after_subscribe_url])?;
+    .execute(params![
+        account_id,
+        title,
+        before_subscribe_url,
+        after_subscribe_url
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -353,8 +364,10 @@ fn upsert_account(
         Some((id, old_key, old_limit)) => {
             let key = api_key.unwrap_or(old_key);
             let limit = contact_limit.or(old_limit);
-            conn.prepare_cached("UPDATE accounts SET api_key = ?2, contact_limit = ?3 WHERE id = ?1")?
-                .execute(params![id, key, limit])?;
+            conn.prepare_cached(
+                "UPDATE accounts SET api_key = ?2, contact_limit = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, key, limit])?;
             (id, key, limit, false)
         }
         None => {

@@ -6,9 +6,17 @@ use std::io::Write;
 #[test]
 fn with_no_account_one_is_created_and_shown_once() {
     let mut server = TestServer::start_with(&[]);
-    assert!(server.first_line.starts_with("listening on http://127.0.0.1:"));
+    assert!(
+        server
+            .first_line
+            .starts_with("listening on http://127.0.0.1:")
+    );
     let db = server.db.clone();
-    let listed = binary().args(["accounts", "list", "--db"]).arg(&db).output().unwrap();
+    let listed = binary()
+        .args(["accounts", "list", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.contains("local\t"), "{listed}");
     let key: String = rusqlite::Connection::open(&db)
@@ -16,12 +24,21 @@ fn with_no_account_one_is_created_and_shown_once() {
         .query_row("SELECT api_key FROM accounts", [], |r| r.get(0))
         .unwrap();
     assert!(!listed.contains(&key), "accounts list masks keys");
-    assert_eq!(server.call_as(&key, "getLists", &[])["result"], serde_json::json!([]));
+    assert_eq!(
+        server.call_as(&key, "getLists", &[])["result"],
+        serde_json::json!([])
+    );
     assert!(server.stop().success());
     // A second start finds the account and creates none.
     let again = TestServer::start_on(tempfile::tempdir().unwrap(), db, &[]);
-    assert_eq!(again.call_as(&key, "getLists", &[])["result"], serde_json::json!([]));
-    let accounts: i64 = again.db().query_row("SELECT count(*) FROM accounts", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        again.call_as(&key, "getLists", &[])["result"],
+        serde_json::json!([])
+    );
+    let accounts: i64 = again
+        .db()
+        .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(accounts, 1);
 }
 
@@ -40,8 +57,14 @@ fn the_created_account_line_follows_the_listening_line() {
     for line in &mut lines {
         std::io::BufRead::read_line(&mut out, line).unwrap();
     }
-    assert!(lines[0].starts_with("listening on http://127.0.0.1:"), "{lines:?}");
-    assert!(lines[1].contains("created account \"local\" with api_key "), "{lines:?}");
+    assert!(
+        lines[0].starts_with("listening on http://127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("created account \"local\" with api_key "),
+        "{lines:?}"
+    );
     let status = crate::support::terminate(&mut child);
     assert!(status.success(), "{status:?}");
 }
@@ -50,21 +73,41 @@ fn the_created_account_line_follows_the_listening_line() {
 fn accounts_add_creates_updates_and_the_server_accepts_the_key() {
     let server = TestServer::start();
     let add = |args: &[&str]| {
-        let output = binary().args(["accounts", "add"]).args(args).arg("--db").arg(&server.db).output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let output = binary()
+            .args(["accounts", "add"])
+            .args(args)
+            .arg("--db")
+            .arg(&server.db)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let created = add(&["third"]);
     let key = created.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(created.starts_with("created account \"third\""), "{created}");
+    assert!(
+        created.starts_with("created account \"third\""),
+        "{created}"
+    );
     assert_eq!(key.len(), 32);
     assert!(server.call_as(&key, "getLists", &[])["result"].is_array());
     let updated = add(&["third", "--key", "third-new-key-123"]);
     assert!(updated.starts_with("updated account"), "{updated}");
-    assert_eq!(server.call_as(&key, "getLists", &[])["code"], "invalid_api_key");
+    assert_eq!(
+        server.call_as(&key, "getLists", &[])["code"],
+        "invalid_api_key"
+    );
     assert!(server.call_as("third-new-key-123", "getLists", &[])["result"].is_array());
     // A key of another account cannot be taken.
-    let output = binary().args(["accounts", "add", "fourth", "--key", KEY, "--db"]).arg(&server.db).output().unwrap();
+    let output = binary()
+        .args(["accounts", "add", "fourth", "--key", KEY, "--db"])
+        .arg(&server.db)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
 }
 
@@ -74,13 +117,24 @@ fn accounts_from_the_environment() {
     let mut child = binary()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("UNISENDER_LOCAL_DB", dir.path().join("env.db"))
-        .env("UNISENDER_LOCAL_ACCOUNTS", "one:key-one-123,two:key-two-456")
+        .env(
+            "UNISENDER_LOCAL_ACCOUNTS",
+            "one:key-one-123,two:key-two-456",
+        )
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let address: std::net::SocketAddr = line.trim().trim_start_matches("listening on http://").parse().unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let address: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .parse()
+        .unwrap();
     for key in ["key-one-123", "key-two-456"] {
         let reply = crate::support::http_client::Client::new(address)
             .send(format!("GET /en/api/getLists?api_key={key} HTTP/1.1\r\n\r\n").as_bytes());
@@ -107,7 +161,10 @@ fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.txt");
     let content = b"these are my notes, not a database\n".repeat(200);
-    std::fs::File::create(&path).unwrap().write_all(&content).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&content)
+        .unwrap();
     let message = serve_fails_on(&path);
     assert!(message.contains("not a usable database"), "{message}");
     assert_eq!(std::fs::read(&path).unwrap(), content);
@@ -118,13 +175,19 @@ fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
 fn another_programs_database_and_a_newer_schema_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("foreign.db");
-    rusqlite::Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
     let before = std::fs::read(&foreign).unwrap();
     assert!(serve_fails_on(&foreign).contains("another program"));
     assert_eq!(std::fs::read(&foreign).unwrap(), before);
 
     let newer = dir.path().join("newer.db");
-    rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
     let before = std::fs::read(&newer).unwrap();
     assert!(serve_fails_on(&newer).contains("newer"));
     assert_eq!(std::fs::read(&newer).unwrap(), before);
@@ -150,7 +213,12 @@ fn a_taken_port_is_a_one_line_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let output = binary()
-        .args(["serve", "--listen", &listener.local_addr().unwrap().to_string(), "--db"])
+        .args([
+            "serve",
+            "--listen",
+            &listener.local_addr().unwrap().to_string(),
+            "--db",
+        ])
         .arg(dir.path().join("p.db"))
         .output()
         .unwrap();

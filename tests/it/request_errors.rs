@@ -7,7 +7,10 @@ use serde_json::Value;
 fn assert_refused(server: &TestServer, answer: &Value, mentions: &str) {
     assert_eq!(answer["code"], "invalid_arg", "{answer}");
     let message = answer["error"].as_str().expect("a message");
-    assert!(message.contains(mentions), "{message:?} should mention {mentions:?}");
+    assert!(
+        message.contains(mentions),
+        "{message:?} should mention {mentions:?}"
+    );
     assert!(answer.get("result").is_none());
     assert_eq!(server.contact_count(), 0, "nothing is changed");
 }
@@ -19,9 +22,15 @@ fn missing_field_names_or_data() {
     assert_refused(&server, &answer, "field_names");
     let answer = server.call("importContacts", &[("field_names[0]", "email")]);
     assert_refused(&server, &answer, "data");
-    let answer = server.call("importContacts", &[("field_names", "email"), ("data[0][0]", "a@example.com")]);
+    let answer = server.call(
+        "importContacts",
+        &[("field_names", "email"), ("data[0][0]", "a@example.com")],
+    );
     assert_refused(&server, &answer, "field_names");
-    let answer = server.call("importContacts", &[("field_names[0]", "email"), ("data", "a@example.com")]);
+    let answer = server.call(
+        "importContacts",
+        &[("field_names[0]", "email"), ("data", "a@example.com")],
+    );
     assert_refused(&server, &answer, "data");
 }
 
@@ -46,9 +55,17 @@ fn unknown_column() {
 fn the_same_column_twice_ignoring_case() {
     let server = TestServer::start();
     server.create_field("City");
-    let answer = server.import(&["email", "EMAIL"], &[&["a@example.com", "b@example.com"]], &[]);
+    let answer = server.import(
+        &["email", "EMAIL"],
+        &[&["a@example.com", "b@example.com"]],
+        &[],
+    );
     assert_refused(&server, &answer, "twice");
-    let answer = server.import(&["email", "City", "city"], &[&["a@example.com", "x", "y"]], &[]);
+    let answer = server.import(
+        &["email", "City", "city"],
+        &[&["a@example.com", "x", "y"]],
+        &[],
+    );
     assert_refused(&server, &answer, "twice");
 }
 
@@ -61,7 +78,9 @@ fn more_than_fifty_user_field_columns() {
     }
     let mut columns: Vec<&str> = vec!["email"];
     columns.extend(names.iter().map(String::as_str));
-    let row: Vec<&str> = std::iter::once("a@example.com").chain(names.iter().map(|_| "v")).collect();
+    let row: Vec<&str> = std::iter::once("a@example.com")
+        .chain(names.iter().map(|_| "v"))
+        .collect();
     let answer = server.import(&columns, &[&row], &[]);
     assert_refused(&server, &answer, "50");
     // Exactly fifty is fine.
@@ -86,7 +105,11 @@ fn a_cell_beyond_the_columns() {
     let server = TestServer::start();
     let answer = server.call(
         "importContacts",
-        &[("field_names[0]", "email"), ("data[0][0]", "a@example.com"), ("data[0][1]", "x")],
+        &[
+            ("field_names[0]", "email"),
+            ("data[0][0]", "a@example.com"),
+            ("data[0][1]", "x"),
+        ],
     );
     assert_refused(&server, &answer, "data[0][1]");
     let answer = server.call(
@@ -94,7 +117,10 @@ fn a_cell_beyond_the_columns() {
         &[("field_names[0]", "email"), ("data[0][x]", "a@example.com")],
     );
     assert_refused(&server, &answer, "data[0][x]");
-    let answer = server.call("importContacts", &[("field_names[0]", "email"), ("data[a][0]", "a@example.com")]);
+    let answer = server.call(
+        "importContacts",
+        &[("field_names[0]", "email"), ("data[a][0]", "a@example.com")],
+    );
     assert_refused(&server, &answer, "row index");
 }
 
@@ -102,7 +128,11 @@ fn a_cell_beyond_the_columns() {
 fn api_key_missing_or_unknown() {
     let server = TestServer::start();
     for key in ["", "   ", "no-such-key"] {
-        let answer = server.call_as(key, "importContacts", &[("field_names[0]", "email"), ("data[0][0]", "a@example.com")]);
+        let answer = server.call_as(
+            key,
+            "importContacts",
+            &[("field_names[0]", "email"), ("data[0][0]", "a@example.com")],
+        );
         assert_eq!(answer["code"], "invalid_api_key", "{key:?}");
         assert_eq!(server.contact_count(), 0);
     }
@@ -116,16 +146,40 @@ fn api_key_missing_or_unknown() {
 fn list_and_field_arguments() {
     let server = TestServer::start();
     assert_eq!(server.call("createList", &[])["code"], "invalid_arg");
-    assert_eq!(server.call("createList", &[("title", "  ")])["code"], "invalid_arg");
-    assert_eq!(server.call("createList", &[("title", &"t".repeat(256))])["code"], "invalid_arg");
+    assert_eq!(
+        server.call("createList", &[("title", "  ")])["code"],
+        "invalid_arg"
+    );
+    assert_eq!(
+        server.call("createList", &[("title", &"t".repeat(256))])["code"],
+        "invalid_arg"
+    );
     server.create_list("News");
     let answer = server.call("createList", &[("title", "News")]);
     assert_eq!(answer["code"], "invalid_arg");
     assert!(answer["error"].as_str().unwrap().contains("News"));
-    assert_eq!(server.call("createField", &[("name", "City")])["code"], "invalid_arg");
-    assert_eq!(server.call("createField", &[("name", "City"), ("type", "blob")])["code"], "invalid_arg");
-    assert_eq!(server.call("createField", &[("name", "1City"), ("type", "string")])["code"], "invalid_arg");
-    assert_eq!(server.call("createField", &[("name", "email_status"), ("type", "string")])["code"], "invalid_arg");
+    assert_eq!(
+        server.call("createField", &[("name", "City")])["code"],
+        "invalid_arg"
+    );
+    assert_eq!(
+        server.call("createField", &[("name", "City"), ("type", "blob")])["code"],
+        "invalid_arg"
+    );
+    assert_eq!(
+        server.call("createField", &[("name", "1City"), ("type", "string")])["code"],
+        "invalid_arg"
+    );
+    assert_eq!(
+        server.call(
+            "createField",
+            &[("name", "email_status"), ("type", "string")]
+        )["code"],
+        "invalid_arg"
+    );
     server.create_field("City");
-    assert_eq!(server.call("createField", &[("name", "CITY"), ("type", "text")])["code"], "invalid_arg");
+    assert_eq!(
+        server.call("createField", &[("name", "CITY"), ("type", "text")])["code"],
+        "invalid_arg"
+    );
 }

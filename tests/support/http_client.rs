@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client over a plain socket, shared by the tests and the benchmarks: it can
 //! send any bytes at all (broken requests included) and keeps a connection alive between calls.
+// The benchmarks use only part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,7 +25,10 @@ impl Reply {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("answer is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 }
@@ -33,7 +38,9 @@ pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -57,7 +64,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(address: SocketAddr) -> Client {
-        Client { address, stream: None }
+        Client {
+            address,
+            stream: None,
+        }
     }
 
     fn connect(&mut self) -> &mut TcpStream {
@@ -88,16 +98,24 @@ impl Client {
     pub fn send(&mut self, request: &[u8]) -> Reply {
         for attempt in 0..2 {
             let stream = self.connect();
-            if stream.write_all(request).is_ok() {
-                if let Some(reply) = read_reply(stream) {
-                    if reply.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
-                        self.stream = None;
-                    }
-                    return reply;
+            let reply = match stream.write_all(request) {
+                Ok(()) => read_reply(stream),
+                Err(_) => None,
+            };
+            if let Some(reply) = reply {
+                if reply
+                    .header("connection")
+                    .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+                {
+                    self.stream = None;
                 }
+                return reply;
             }
             self.stream = None;
-            assert_eq!(attempt, 0, "the server closed the connection without an answer");
+            assert_eq!(
+                attempt, 0,
+                "the server closed the connection without an answer"
+            );
         }
         unreachable!()
     }
@@ -138,5 +156,9 @@ pub fn read_reply(stream: &mut TcpStream) -> Option<Reply> {
         body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(length);
-    Some(Reply { status, headers, body })
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
 }

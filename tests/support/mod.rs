@@ -18,7 +18,8 @@ pub const OTHER_KEY: &str = "other-key-9876543210";
 pub struct TestServer {
     child: Option<Child>,
     pub address: SocketAddr,
-    pub dir: tempfile::TempDir,
+    /// Holds the database's directory for as long as the server lives.
+    _dir: tempfile::TempDir,
     pub db: PathBuf,
     _stdout: BufReader<ChildStdout>,
     /// What the server printed on stdout after the listening line, read at start.
@@ -32,7 +33,12 @@ pub fn binary() -> Command {
 impl TestServer {
     /// A server with two accounts, `test` (KEY) and `other` (OTHER_KEY).
     pub fn start() -> TestServer {
-        TestServer::start_with(&["--account", &format!("test:{KEY}"), "--account", &format!("other:{OTHER_KEY}")])
+        TestServer::start_with(&[
+            "--account",
+            &format!("test:{KEY}"),
+            "--account",
+            &format!("other:{OTHER_KEY}"),
+        ])
     }
 
     pub fn start_with(extra: &[&str]) -> TestServer {
@@ -43,7 +49,14 @@ impl TestServer {
 
     pub fn start_on(dir: tempfile::TempDir, db: PathBuf, extra: &[&str]) -> TestServer {
         let mut child = binary()
-            .args(["serve", "--listen", "127.0.0.1:0", "--durability", "relaxed", "--db"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--durability",
+                "relaxed",
+                "--db",
+            ])
             .arg(&db)
             .args(extra)
             .env_remove("UNISENDER_LOCAL_ACCOUNTS")
@@ -53,7 +66,9 @@ impl TestServer {
             .expect("starts the server binary");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut first_line = String::new();
-        stdout.read_line(&mut first_line).expect("reads the listening line");
+        stdout
+            .read_line(&mut first_line)
+            .expect("reads the listening line");
         let address = first_line
             .trim()
             .strip_prefix("listening on http://")
@@ -63,7 +78,7 @@ impl TestServer {
         TestServer {
             child: Some(child),
             address,
-            dir,
+            _dir: dir,
             db,
             _stdout: stdout,
             first_line,
@@ -78,8 +93,15 @@ impl TestServer {
     pub fn call_as(&self, key: &str, method: &str, pairs: &[(&str, &str)]) -> Value {
         let mut all = vec![("api_key", key)];
         all.extend_from_slice(pairs);
-        let reply = self.client().post_form(&format!("/en/api/{method}?format=json"), &form(&all));
-        assert_eq!(reply.status, 200, "{method}: {}", String::from_utf8_lossy(&reply.body));
+        let reply = self
+            .client()
+            .post_form(&format!("/en/api/{method}?format=json"), &form(&all));
+        assert_eq!(
+            reply.status,
+            200,
+            "{method}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
         reply.json()
     }
 
@@ -94,7 +116,12 @@ impl TestServer {
 
     /// importContacts with these columns and rows (an empty string is an empty cell, `None`
     /// an absent one), plus extra parameters.
-    pub fn import_sparse(&self, columns: &[&str], rows: &[Vec<Option<&str>>], extra: &[(&str, &str)]) -> Value {
+    pub fn import_sparse(
+        &self,
+        columns: &[&str],
+        rows: &[Vec<Option<&str>>],
+        extra: &[(&str, &str)],
+    ) -> Value {
         let mut owned: Vec<(String, String)> = Vec::new();
         for (i, column) in columns.iter().enumerate() {
             owned.push((format!("field_names[{i}]"), column.to_string()));
@@ -106,13 +133,19 @@ impl TestServer {
                 }
             }
         }
-        let mut pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut pairs: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         pairs.extend_from_slice(extra);
         self.call("importContacts", &pairs)
     }
 
     pub fn import(&self, columns: &[&str], rows: &[&[&str]], extra: &[(&str, &str)]) -> Value {
-        let rows: Vec<Vec<Option<&str>>> = rows.iter().map(|r| r.iter().map(|c| Some(*c)).collect()).collect();
+        let rows: Vec<Vec<Option<&str>>> = rows
+            .iter()
+            .map(|r| r.iter().map(|c| Some(*c)).collect())
+            .collect();
         self.import_sparse(columns, &rows, extra)
     }
 
@@ -124,7 +157,9 @@ impl TestServer {
     }
 
     pub fn create_list(&self, title: &str) -> i64 {
-        self.ok("createList", &[("title", title)])["id"].as_i64().expect("a list id")
+        self.ok("createList", &[("title", title)])["id"]
+            .as_i64()
+            .expect("a list id")
     }
 
     pub fn create_field(&self, name: &str) -> i64 {
@@ -135,7 +170,8 @@ impl TestServer {
 
     /// A read-only connection to the server's database, for checking what was stored.
     pub fn db(&self) -> Connection {
-        Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("opens the db")
+        Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opens the db")
     }
 
     /// Everything stored about the contact with this email or phone, in wire terms.
@@ -205,17 +241,32 @@ pub fn terminate(child: &mut Child) -> ExitStatus {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            if child.try_wait().ok().flatten().is_none() {
-                terminate(child);
-            }
+        if let Some(child) = self.child.as_mut()
+            && child.try_wait().ok().flatten().is_none()
+        {
+            terminate(child);
         }
     }
 }
 
-const EMAIL_STATUS: [&str; 7] = ["new", "invited", "active", "inactive", "unsubscribed", "blocked", "activation_requested"];
+const EMAIL_STATUS: [&str; 7] = [
+    "new",
+    "invited",
+    "active",
+    "inactive",
+    "unsubscribed",
+    "blocked",
+    "activation_requested",
+];
 const PHONE_STATUS: [&str; 6] = ["new", "?", "active", "inactive", "unsubscribed", "blocked"];
-const AVAILABILITY: [&str; 6] = ["available", "unreachable", "temp_unreachable", "mailbox_full", "spam_rejected", "spam_folder"];
+const AVAILABILITY: [&str; 6] = [
+    "available",
+    "unreachable",
+    "temp_unreachable",
+    "mailbox_full",
+    "spam_rejected",
+    "spam_folder",
+];
 const STATE: [&str; 4] = ["active", "unsubscribed", "excluded", "invited"];
 
 fn name(table: &[&str], code: Option<i64>) -> Value {
@@ -279,7 +330,8 @@ fn contact_view(conn: &Connection, id: i64) -> Value {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let fields: serde_json::Map<String, Value> = fields.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let fields: serde_json::Map<String, Value> =
+        fields.into_iter().map(|(k, v)| (k, json!(v))).collect();
     view["fields"] = Value::Object(fields);
     view
 }
