@@ -96,4 +96,36 @@ CREATE TABLE contact_tags (
 ) WITHOUT ROWID;
 CREATE INDEX contact_tags_by_tag ON contact_tags (tag_id, contact_id);
 
+-- How many of an account's contacts have ids in each block of 1024 ids, kept by the triggers
+-- below: exportContacts finds the page at any offset by summing these (about a thousand rows for
+-- a million contacts) instead of walking every contact before it.
+CREATE TABLE contact_blocks (
+    account_id INTEGER NOT NULL,
+    block      INTEGER NOT NULL,              -- contact id >> 10
+    contacts   INTEGER NOT NULL,
+    PRIMARY KEY (account_id, block)
+) WITHOUT ROWID;
+CREATE TRIGGER contact_counted AFTER INSERT ON contacts BEGIN
+    INSERT INTO contact_blocks (account_id, block, contacts) VALUES (NEW.account_id, NEW.id >> 10, 1)
+    ON CONFLICT (account_id, block) DO UPDATE SET contacts = contacts + 1;
+END;
+CREATE TRIGGER contact_uncounted AFTER DELETE ON contacts BEGIN
+    UPDATE contact_blocks SET contacts = contacts - 1
+    WHERE account_id = OLD.account_id AND block = OLD.id >> 10;
+END;
+
+-- async/exportContacts tasks; their files live in the directory beside the database.
+CREATE TABLE export_tasks (
+    uuid        TEXT PRIMARY KEY,             -- the task_uuid the account sees
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    status      TEXT NOT NULL,                -- new | processing | completed | failed
+    request     TEXT NOT NULL,                -- the export's filters and columns, as JSON
+    notify_url  TEXT,
+    base_url    TEXT NOT NULL,                -- scheme and host the download URL is built on
+    file_token  TEXT,                         -- the unguessable name of the finished file
+    created_at  INTEGER NOT NULL,
+    error       TEXT                          -- why a failed task failed
+);
+CREATE INDEX export_tasks_by_age ON export_tasks (created_at);
+
 PRAGMA user_version = 1;

@@ -1,12 +1,17 @@
 //! unisender-local: Unisender's contacts API served from one SQLite file.
 //!
 //! Reading order: `params` (bracket parameters) and `model` (validated values) are pure;
-//! `import_plan` checks importContacts rows in parallel; `store` owns the database (a pool of
-//! read-only connections and one writer thread); `api` is one file per group of methods;
-//! `http` is the only part that knows HTTP; `server` ties them into a running server.
+//! `import_plan` checks importContacts rows in parallel, and `export_query` what an export asks
+//! for; `store` owns the database (a pool of read-only connections and one writer thread); `api`
+//! is one file per group of methods;
+//! `exports` writes async export files; `http` is the only part that knows HTTP;
+//! `app` and `server` tie them into a running server.
 
 pub mod api;
+pub mod app;
 pub mod error;
+pub mod export_query;
+pub mod exports;
 pub mod http;
 pub mod import_plan;
 pub mod model;

@@ -1,7 +1,9 @@
 //! A running server: the store opened, accounts in place, the listener bound, connections
 //! served on their own threads until it is told to stop.
 
+use crate::app::App;
 use crate::error::Error;
+use crate::exports::{Exporter, export_dir};
 use crate::http::routes;
 use crate::http::wire::{self, Limits};
 use crate::store::Store;
@@ -43,7 +45,7 @@ impl From<OpenError> for StartError {
 }
 
 pub struct Server {
-    store: Arc<Store>,
+    app: Arc<App>,
     address: SocketAddr,
     stopping: Arc<AtomicBool>,
     accept_thread: JoinHandle<()>,
@@ -77,11 +79,17 @@ impl Server {
         let address = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the listening address: {e}")))?;
+        let exporter = Exporter::start(store.clone(), export_dir(&config.db));
+        let app = Arc::new(App {
+            store,
+            exporter,
+            address,
+        });
         let stopping = Arc::new(AtomicBool::new(false));
         let limits = config.limits;
-        let handler_store = store.clone();
+        let handler_app = app.clone();
         let handler =
-            Arc::new(move |request| routes::handle(&handler_store, limits.max_body, request));
+            Arc::new(move |request| routes::handle(&handler_app, limits.max_body, request));
         let refusal = Arc::new(routes::refusal);
         let accept_stopping = stopping.clone();
         let accept_thread = std::thread::Builder::new()
@@ -89,7 +97,7 @@ impl Server {
             .spawn(move || wire::serve(listener, handler, refusal, limits, accept_stopping))
             .map_err(|e| StartError(format!("cannot start the accept thread: {e}")))?;
         Ok(Server {
-            store,
+            app,
             address,
             stopping,
             accept_thread,
@@ -119,7 +127,7 @@ impl Server {
     /// commits what the writer holds and closes the database.
     pub fn wait(self) {
         let _ = self.accept_thread.join();
-        self.store.close();
+        self.app.store.close();
     }
 }
 

@@ -1,10 +1,12 @@
 //! The methods of the contacts API: parameters in, the `result` value out. One file per group
 //! of methods; this file checks the key and finds the method.
 
+mod export;
 mod fields;
 mod import;
 mod lists;
 
+use crate::app::App;
 use crate::error::{Error, ErrorCode, Result};
 use crate::params::Params;
 use crate::store::Store;
@@ -28,11 +30,14 @@ impl Answer {
     }
 }
 
-/// What a method sees: the store, and the account whose key the call carries.
+/// What a method sees: the server's parts, the account whose key the call carries, its
+/// parameters, and the scheme and host it was addressed to (for URLs in answers).
 pub struct Call<'a> {
+    pub app: &'a App,
     pub store: &'a Store,
     pub account: Account,
     pub params: &'a Params,
+    pub base_url: &'a str,
 }
 
 type Method = fn(&Call) -> Result<Answer>;
@@ -44,12 +49,16 @@ fn find_method(name: &str) -> Option<Method> {
         "createList" => lists::create_list,
         "getFields" => fields::get_fields,
         "createField" => fields::create_field,
+        "exportContacts" => export::export_contacts,
+        "async/exportContacts" => export::start_export,
+        "async/getTaskResult" => export::task_result,
         _ => return None,
     })
 }
 
 /// Runs `method` (its name as in the path, `async/` included) for the key in `params`.
-pub fn call(store: &Store, method: &str, params: &Params) -> Result<Answer> {
+pub fn call(app: &App, base_url: &str, method: &str, params: &Params) -> Result<Answer> {
+    let store = &*app.store;
     let Some(run) = find_method(method) else {
         return Err(Error::api(
             ErrorCode::UnknownMethod,
@@ -58,9 +67,11 @@ pub fn call(store: &Store, method: &str, params: &Params) -> Result<Answer> {
     };
     let account = authenticate(store, params)?;
     run(&Call {
+        app,
         store,
         account,
         params,
+        base_url,
     })
 }
 

@@ -1,23 +1,29 @@
 //! Paths to methods (§1.1), and every answer put in the envelope of §2.
 
 use crate::api::{self, Answer};
+use crate::app::App;
 use crate::error::{Error, ErrorCode};
 use crate::http::body::{BodyError, request_params};
-use crate::http::wire::{HttpRequest, HttpResponse};
-use crate::store::Store;
+use crate::http::wire::{Body, HttpRequest, HttpResponse};
 use serde_json::{Value, json};
 
 const LANGUAGES: [&str; 4] = ["en", "ru", "ua", "it"];
 
 /// Answers one request.
-pub fn handle(store: &Store, max_body: usize, request: HttpRequest) -> HttpResponse {
+pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse {
     let path = request
         .target
         .split_once('?')
         .map_or(request.target.as_str(), |(p, _)| p);
     if path == "/_local/health" {
         return match request.method.as_str() {
-            "GET" => health(store),
+            "GET" => health(app),
+            _ => method_not_allowed(),
+        };
+    }
+    if let Some(file) = path.strip_prefix("/_local/exports/") {
+        return match request.method.as_str() {
+            "GET" => export_file(app, file),
             _ => method_not_allowed(),
         };
     }
@@ -38,7 +44,11 @@ pub fn handle(store: &Store, max_body: usize, request: HttpRequest) -> HttpRespo
         }
         Err(BodyError::Invalid(why)) => return error_answer(Error::invalid_arg(why)),
     };
-    match api::call(store, method, &params) {
+    let base_url = match request.header("host") {
+        Some(host) if valid_host(host) => format!("http://{host}"),
+        _ => format!("http://{}", app.address),
+    };
+    match api::call(app, &base_url, method, &params) {
         Ok(answer) => success(answer),
         Err(error) => error_answer(error),
     }
@@ -57,8 +67,36 @@ fn api_method(path: &str) -> Option<&str> {
     well_formed.then_some(method)
 }
 
-fn health(store: &Store) -> HttpResponse {
-    match api::health(store) {
+/// A Host header fit to build a URL on: a host name or address and an optional port.
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+}
+
+/// An async export's CSV file; no key is needed, the name is the secret (as with the real service).
+fn export_file(app: &App, file: &str) -> HttpResponse {
+    let opened = file
+        .strip_suffix(".csv")
+        .and_then(|token| app.exporter.file(token))
+        .and_then(|path| std::fs::File::open(path).ok());
+    match opened {
+        Some(file) => HttpResponse {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "text/csv; charset=utf-8".to_string()),
+                ("Content-Disposition", "attachment; filename=\"contacts.csv\"".to_string()),
+            ],
+            body: Body::File(file),
+        },
+        None => envelope(404, &json!({"error": "no such export file (it may have expired)", "code": "unspecified"}), &[]),
+    }
+}
+
+fn health(app: &App) -> HttpResponse {
+    match api::health(&app.store) {
         Ok(()) => envelope(200, &json!({"status": "ok"}), &[]),
         Err(error) => error_answer(error),
     }
@@ -129,7 +167,7 @@ fn envelope(status: u16, body: &Value, extra: &[(&'static str, String)]) -> Http
     HttpResponse {
         status,
         headers,
-        body: serde_json::to_vec(body).expect("a JSON value always serialises"),
+        body: Body::Bytes(serde_json::to_vec(body).expect("a JSON value always serialises")),
     }
 }
 

@@ -62,7 +62,14 @@ impl HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// An answer's body: bytes in memory, or a file streamed from disk (an export's CSV).
+#[derive(Debug)]
+pub enum Body {
+    Bytes(Vec<u8>),
+    File(std::fs::File),
 }
 
 /// What answers a request; must not hold the connection's thread longer than it needs.
@@ -464,11 +471,14 @@ fn write_response(
     answer: &HttpResponse,
     keep_alive: bool,
 ) -> io::Result<()> {
+    let length = match &answer.body {
+        Body::Bytes(bytes) => bytes.len() as u64,
+        Body::File(file) => file.metadata()?.len(),
+    };
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Length: {length}\r\nConnection: {}\r\n",
         answer.status,
         reason(answer.status),
-        answer.body.len(),
         if keep_alive { "keep-alive" } else { "close" }
     );
     for (name, value) in &answer.headers {
@@ -478,9 +488,17 @@ fn write_response(
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&answer.body);
-    stream.write_all(&bytes)?;
+    match &answer.body {
+        Body::Bytes(body) => {
+            let mut bytes = head.into_bytes();
+            bytes.extend_from_slice(body);
+            stream.write_all(&bytes)?;
+        }
+        Body::File(file) => {
+            stream.write_all(head.as_bytes())?;
+            io::copy(&mut io::BufReader::with_capacity(1 << 16, file), &mut stream)?;
+        }
+    }
     stream.flush()
 }
 

@@ -213,3 +213,55 @@ pub fn ping(conn: &Connection) -> Result<()> {
     conn.query_row("SELECT 1", [], |_| Ok(()))
         .map_err(|e| Error::Internal(format!("reader ping: {e}")))
 }
+
+/// An async export task as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportTask {
+    pub uuid: String,
+    pub account_id: i64,
+    pub status: String,
+    pub request: String,
+    pub notify_url: Option<String>,
+    pub base_url: String,
+    pub file_token: Option<String>,
+}
+
+fn read_task(row: &rusqlite::Row) -> rusqlite::Result<ExportTask> {
+    Ok(ExportTask {
+        uuid: row.get(0)?,
+        account_id: row.get(1)?,
+        status: row.get(2)?,
+        request: row.get(3)?,
+        notify_url: row.get(4)?,
+        base_url: row.get(5)?,
+        file_token: row.get(6)?,
+    })
+}
+
+const TASK_COLUMNS: &str =
+    "SELECT uuid, account_id, status, request, notify_url, base_url, file_token FROM export_tasks";
+
+/// The task with this uuid, whichever account it belongs to (for the exporter itself).
+pub fn export_task(conn: &Connection, uuid: &str) -> Result<Option<ExportTask>> {
+    Ok(conn
+        .prepare_cached(&format!("{TASK_COLUMNS} WHERE uuid = ?1"))?
+        .query_row([uuid], read_task)
+        .optional()?)
+}
+
+/// The uuids of tasks not yet finished (to resume after a restart), oldest first.
+pub fn unfinished_export_tasks(conn: &Connection) -> Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT uuid FROM export_tasks WHERE status IN ('new', 'processing') ORDER BY created_at",
+    )?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The tokens of every finished file still listed, to tell leftovers on disk from live files.
+pub fn export_file_tokens(conn: &Connection) -> Result<Vec<String>> {
+    let mut statement =
+        conn.prepare_cached("SELECT file_token FROM export_tasks WHERE file_token IS NOT NULL")?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

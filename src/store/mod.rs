@@ -3,6 +3,7 @@
 
 pub mod apply_import;
 pub mod db;
+pub mod export_reader;
 pub mod writer;
 
 use crate::error::Result;

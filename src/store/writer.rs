@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::import_plan::ImportPlan;
 use crate::model::Timestamp;
 use crate::store::apply_import::{ImportOutcome, apply_import};
-use crate::store::db::{Account, AccountRecord};
+use crate::store::db::{Account, AccountRecord, ExportTask};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -49,6 +49,24 @@ pub enum Command {
         api_key: Option<String>,
         contact_limit: Option<i64>,
         reply: Reply<UpsertedAccount>,
+    },
+    /// Records a new async export task.
+    CreateExportTask {
+        task: ExportTask,
+        reply: Reply<()>,
+    },
+    /// Moves a task to `status`, with its file or the reason it failed.
+    UpdateExportTask {
+        uuid: String,
+        status: &'static str,
+        file_token: Option<String>,
+        error: Option<String>,
+        reply: Reply<()>,
+    },
+    /// Forgets tasks created before `created_before`; answers the tokens of their files.
+    ExpireExportTasks {
+        created_before: i64,
+        reply: Reply<Vec<String>>,
     },
     /// Answers once the writer can run a transaction (the health check).
     Ping(Reply<()>),
@@ -212,6 +230,10 @@ fn fail_command(command: Command, why: &str) {
             drop(reply.send(error(why)))
         }
         Command::UpsertAccount { reply, .. } => drop(reply.send(error(why))),
+        Command::CreateExportTask { reply, .. } | Command::UpdateExportTask { reply, .. } => {
+            drop(reply.send(error(why)))
+        }
+        Command::ExpireExportTasks { reply, .. } => drop(reply.send(error(why))),
         Command::Ping(reply) | Command::Stop(reply) => drop(reply.send(error(why))),
     }
 }
@@ -260,8 +282,60 @@ fn apply_command(conn: &Connection, command: Command) -> (bool, PendingAnswer) {
             let result = upsert_account(conn, &login, api_key, contact_limit);
             answer_after_commit(reply, result, true)
         }
+        Command::CreateExportTask { task, reply } => {
+            answer_after_commit(reply, create_export_task(conn, &task), true)
+        }
+        Command::UpdateExportTask {
+            uuid,
+            status,
+            file_token,
+            error,
+            reply,
+        } => {
+            let result = conn
+                .prepare_cached(
+                    "UPDATE export_tasks SET status = ?2, file_token = ?3, error = ?4 WHERE uuid = ?1",
+                )
+                .and_then(|mut s| s.execute(params![uuid, status, file_token, error]))
+                .map(drop)
+                .map_err(Error::from);
+            answer_after_commit(reply, result, true)
+        }
+        Command::ExpireExportTasks {
+            created_before,
+            reply,
+        } => answer_after_commit(reply, expire_export_tasks(conn, created_before), true),
         Command::Ping(reply) | Command::Stop(reply) => answer_after_commit(reply, Ok(()), false),
     }
+}
+
+fn create_export_task(conn: &Connection, task: &ExportTask) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO export_tasks (uuid, account_id, status, request, notify_url, base_url, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        task.uuid,
+        task.account_id,
+        task.status,
+        task.request,
+        task.notify_url,
+        task.base_url,
+        Timestamp::now().0
+    ])?;
+    Ok(())
+}
+
+fn expire_export_tasks(conn: &Connection, created_before: i64) -> Result<Vec<String>> {
+    let tokens: Vec<String> = conn
+        .prepare_cached(
+            "SELECT file_token FROM export_tasks WHERE created_at < ?1 AND file_token IS NOT NULL",
+        )?
+        .query_map([created_before], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    conn.prepare_cached("DELETE FROM export_tasks WHERE created_at < ?1")?
+        .execute([created_before])?;
+    Ok(tokens)
 }
 
 /// Holds a result until the transaction ends. A kept success whose commit then failed is
