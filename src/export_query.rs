@@ -74,7 +74,10 @@ impl SystemColumn {
 pub enum ExportColumn {
     System(SystemColumn),
     /// A user field: its id, and its name as the header shows it.
-    Field { id: i64, name: String },
+    Field {
+        id: i64,
+        name: String,
+    },
 }
 
 impl ExportColumn {
@@ -114,7 +117,10 @@ pub struct ExportQuery {
 
 impl ExportQuery {
     pub fn headers(&self) -> Vec<String> {
-        self.columns.iter().map(|c| c.header().to_string()).collect()
+        self.columns
+            .iter()
+            .map(|c| c.header().to_string())
+            .collect()
     }
 
     pub fn needs_memberships(&self) -> bool {
@@ -144,7 +150,10 @@ pub struct ExportField {
 
 /// Reads the requested column names (matched ignoring case); no names at all is the default set:
 /// every system column, then every user field in id order.
-pub fn parse_columns(names: &[String], fields: &[ExportField]) -> Result<Vec<ExportColumn>, String> {
+pub fn parse_columns(
+    names: &[String],
+    fields: &[ExportField],
+) -> Result<Vec<ExportColumn>, String> {
     if names.is_empty() {
         let system = SystemColumn::ALL.iter().map(|c| ExportColumn::System(*c));
         let user = fields.iter().map(|f| ExportColumn::Field {

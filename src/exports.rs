@@ -173,7 +173,9 @@ impl ExportWorker {
             csv.write_record(query.headers()).map_err(csv_error)?;
             // One deferred transaction: every chunk reads the same snapshot.
             conn.execute_batch("BEGIN")?;
-            let written = export_all(conn, &query, CHUNK, |row| csv.write_record(&row).map_err(csv_error));
+            let written = export_all(conn, &query, CHUNK, |row| {
+                csv.write_record(&row).map_err(csv_error)
+            });
             let _ = conn.execute_batch("COMMIT");
             written?;
             let file = csv
@@ -184,7 +186,9 @@ impl ExportWorker {
             file.sync_all().map_err(io_error)
         });
         match result {
-            Ok(()) => std::fs::rename(&partial, self.dir.join(format!("{token}.csv"))).map_err(io_error),
+            Ok(()) => {
+                std::fs::rename(&partial, self.dir.join(format!("{token}.csv"))).map_err(io_error)
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&partial);
                 Err(e)
@@ -198,14 +202,19 @@ impl ExportWorker {
         let expired = self
             .store
             .writer()
-            .submit(|reply| Command::ExpireExportTasks { created_before, reply });
+            .submit(|reply| Command::ExpireExportTasks {
+                created_before,
+                reply,
+            });
         let (Ok(expired), Ok(live)) = (expired, self.store.read(db::export_file_tokens)) else {
             return;
         };
         for token in expired {
             let _ = std::fs::remove_file(self.dir.join(format!("{token}.csv")));
         }
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let token = name.trim_end_matches(".part").trim_end_matches(".csv");
@@ -234,7 +243,9 @@ fn notify(store: &Store, uuid: &str, url: &str) {
             .send(body.as_str());
         match sent {
             Ok(_) => return,
-            Err(e) => eprintln!("exporter: callback {attempt}/{CALLBACK_ATTEMPTS} for task {uuid} failed: {e}"),
+            Err(e) => eprintln!(
+                "exporter: callback {attempt}/{CALLBACK_ATTEMPTS} for task {uuid} failed: {e}"
+            ),
         }
         if attempt < CALLBACK_ATTEMPTS {
             std::thread::sleep(CALLBACK_PAUSE);

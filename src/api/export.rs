@@ -18,10 +18,16 @@ pub fn export_contacts(call: &Call) -> Result<Answer> {
     let offset = number(call, "offset")?.unwrap_or(0);
     let limit = number(call, "limit")?.unwrap_or(MAX_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::invalid_arg(format!("limit must be 1 to {MAX_LIMIT}, not {limit}")));
+        return Err(Error::invalid_arg(format!(
+            "limit must be 1 to {MAX_LIMIT}, not {limit}"
+        )));
     }
-    let data = call.store.read(|conn| export_page(conn, &query, offset, limit))?;
-    Ok(Answer::new(json!({"field_names": query.headers(), "data": data})))
+    let data = call
+        .store
+        .read(|conn| export_page(conn, &query, offset, limit))?;
+    Ok(Answer::new(
+        json!({"field_names": query.headers(), "data": data}),
+    ))
 }
 
 pub fn start_export(call: &Call) -> Result<Answer> {
@@ -29,7 +35,9 @@ pub fn start_export(call: &Call) -> Result<Answer> {
     let notify_url = match call.optional("notify_url")? {
         Some(url) if !url.is_empty() => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(Error::invalid_arg("notify_url must be an http:// or https:// URL"));
+                return Err(Error::invalid_arg(
+                    "notify_url must be an http:// or https:// URL",
+                ));
             }
             Some(url.to_string())
         }
@@ -69,7 +77,10 @@ fn export_query(call: &Call) -> Result<ExportQuery> {
         .store
         .read(|conn| db::fields(conn, account_id))?
         .into_iter()
-        .map(|f| ExportField { id: f.id, name: f.name })
+        .map(|f| ExportField {
+            id: f.id,
+            name: f.name,
+        })
         .collect();
     let columns = parse_columns(&column_names(call.params.get("field_names"))?, &fields)
         .map_err(Error::invalid_arg)?;
@@ -83,19 +94,23 @@ fn export_query(call: &Call) -> Result<ExportQuery> {
         filters.list_id = Some(list_id);
     }
     if let Some(email) = non_empty(call, "email")? {
-        let email = Email::parse(email).ok_or_else(|| Error::invalid_arg("email: invalid email format"))?;
+        let email =
+            Email::parse(email).ok_or_else(|| Error::invalid_arg("email: invalid email format"))?;
         filters.email = Some(email.as_str().to_string());
     }
     if let Some(phone) = non_empty(call, "phone")? {
-        let phone = Phone::parse(phone).ok_or_else(|| Error::invalid_arg("phone: invalid phone number"))?;
+        let phone =
+            Phone::parse(phone).ok_or_else(|| Error::invalid_arg("phone: invalid phone number"))?;
         filters.phone = Some(phone.as_str().to_string());
     }
     filters.tag = non_empty(call, "tag")?.map(str::to_string);
     if let Some(status) = non_empty(call, "email_status")? {
-        filters.email_status = Some(parse_status("email_status", status, true).map_err(Error::invalid_arg)?);
+        filters.email_status =
+            Some(parse_status("email_status", status, true).map_err(Error::invalid_arg)?);
     }
     if let Some(status) = non_empty(call, "phone_status")? {
-        filters.phone_status = Some(parse_status("phone_status", status, false).map_err(Error::invalid_arg)?);
+        filters.phone_status =
+            Some(parse_status("phone_status", status, false).map_err(Error::invalid_arg)?);
     }
     Ok(ExportQuery {
         account_id,
@@ -108,7 +123,9 @@ fn export_query(call: &Call) -> Result<ExportQuery> {
 fn column_names(param: Option<&Param>) -> Result<Vec<String>> {
     match param {
         None => Ok(Vec::new()),
-        Some(Param::Value(list)) => Ok(crate::model::comma_items(list).map(str::to_string).collect()),
+        Some(Param::Value(list)) => Ok(crate::model::comma_items(list)
+            .map(str::to_string)
+            .collect()),
         Some(Param::Array(names)) => names
             .values()
             .map(|name| {
@@ -128,9 +145,8 @@ fn non_empty<'a>(call: &'a Call, name: &str) -> Result<Option<&'a str>> {
 fn number(call: &Call, name: &str) -> Result<Option<u64>> {
     match non_empty(call, name)? {
         None => Ok(None),
-        Some(text) => text
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| Error::invalid_arg(format!("{name} must be a whole number ≥ 0, not \"{text}\""))),
+        Some(text) => text.parse::<u64>().map(Some).map_err(|_| {
+            Error::invalid_arg(format!("{name} must be a whole number ≥ 0, not \"{text}\""))
+        }),
     }
 }

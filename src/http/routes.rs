@@ -87,11 +87,18 @@ fn export_file(app: &App, file: &str) -> HttpResponse {
             status: 200,
             headers: vec![
                 ("Content-Type", "text/csv; charset=utf-8".to_string()),
-                ("Content-Disposition", "attachment; filename=\"contacts.csv\"".to_string()),
+                (
+                    "Content-Disposition",
+                    "attachment; filename=\"contacts.csv\"".to_string(),
+                ),
             ],
             body: Body::File(file),
         },
-        None => envelope(404, &json!({"error": "no such export file (it may have expired)", "code": "unspecified"}), &[]),
+        None => envelope(
+            404,
+            &json!({"error": "no such export file (it may have expired)", "code": "unspecified"}),
+            &[],
+        ),
     }
 }
 

@@ -496,7 +496,10 @@ fn write_response(
         }
         Body::File(file) => {
             stream.write_all(head.as_bytes())?;
-            io::copy(&mut io::BufReader::with_capacity(1 << 16, file), &mut stream)?;
+            io::copy(
+                &mut io::BufReader::with_capacity(1 << 16, file),
+                &mut stream,
+            )?;
         }
     }
     stream.flush()

@@ -58,7 +58,12 @@ struct Details {
 }
 
 /// One page of an export: at most `limit` rows from `offset`, in contact id order.
-pub fn export_page(conn: &Connection, query: &ExportQuery, offset: u64, limit: u64) -> Result<Vec<Vec<String>>> {
+pub fn export_page(
+    conn: &Connection,
+    query: &ExportQuery,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<Vec<String>>> {
     let (from_id, offset) = if query.filters.is_empty() {
         seek(conn, query.account_id, offset)?
     } else {
@@ -66,7 +71,10 @@ pub fn export_page(conn: &Connection, query: &ExportQuery, offset: u64, limit: u
     };
     let contacts = select_contacts(conn, query, from_id, offset, limit)?;
     let details = details(conn, query, &contacts)?;
-    Ok(contacts.iter().map(|c| render(query, c, &details)).collect())
+    Ok(contacts
+        .iter()
+        .map(|c| render(query, c, &details))
+        .collect())
 }
 
 /// Every row of an export, `chunk` contacts at a time, handed to `sink` in id order. Run it
@@ -127,7 +135,8 @@ fn select_contacts(
                 c.phone_status, c.phone_availability, c.phone_add_time, c.phone_request_ip
          FROM contacts c WHERE c.account_id = :account AND c.id >= :from",
     );
-    let mut values: Vec<(&str, &dyn ToSql)> = vec![(":account", &query.account_id), (":from", &from_id)];
+    let mut values: Vec<(&str, &dyn ToSql)> =
+        vec![(":account", &query.account_id), (":from", &from_id)];
     if let Some(list_id) = &filters.list_id {
         sql.push_str(
             " AND c.id IN (SELECT m.contact_id FROM memberships m
@@ -171,7 +180,11 @@ fn select_contacts(
 /// query for a dense page, a few small ones for a sparse (filtered) page.
 fn details(conn: &Connection, query: &ExportQuery, contacts: &[ContactRow]) -> Result<Details> {
     let mut details = Details::default();
-    let (memberships, tags, fields) = (query.needs_memberships(), query.needs_tags(), query.needs_fields());
+    let (memberships, tags, fields) = (
+        query.needs_memberships(),
+        query.needs_tags(),
+        query.needs_fields(),
+    );
     if !(memberships || tags || fields) {
         return Ok(details);
     }
@@ -186,11 +199,12 @@ fn details(conn: &Connection, query: &ExportQuery, contacts: &[ContactRow]) -> R
             )?;
             let mut rows = statement.query(range)?;
             while let Some(row) = rows.next()? {
-                details
-                    .memberships
-                    .entry(row.get(0)?)
-                    .or_default()
-                    .push((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?));
+                details.memberships.entry(row.get(0)?).or_default().push((
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ));
             }
         }
         if tags {
@@ -202,7 +216,11 @@ fn details(conn: &Connection, query: &ExportQuery, contacts: &[ContactRow]) -> R
             )?;
             let mut rows = statement.query(range)?;
             while let Some(row) = rows.next()? {
-                details.tags.entry(row.get(0)?).or_default().push(row.get(1)?);
+                details
+                    .tags
+                    .entry(row.get(0)?)
+                    .or_default()
+                    .push(row.get(1)?);
             }
         }
         if fields {
@@ -237,7 +255,11 @@ fn id_runs(contacts: &[ContactRow]) -> Vec<(i64, i64)> {
 }
 
 fn render(query: &ExportQuery, contact: &ContactRow, details: &Details) -> Vec<String> {
-    let memberships = details.memberships.get(&contact.id).map(Vec::as_slice).unwrap_or_default();
+    let memberships = details
+        .memberships
+        .get(&contact.id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let list = |channel: i64, state: MembershipState| -> String {
         join(
             memberships
@@ -256,9 +278,21 @@ fn render(query: &ExportQuery, contact: &ContactRow, details: &Details) -> Vec<S
     };
     let time = |t: Option<i64>| t.map(|t| Timestamp(t).wire()).unwrap_or_default();
     let text = |t: &Option<String>| t.clone().unwrap_or_default();
-    let email_status = |c: Option<i64>| c.and_then(EmailStatus::from_code).map(|s| s.wire()).unwrap_or_default();
-    let phone_status = |c: Option<i64>| c.and_then(PhoneStatus::from_code).map(|s| s.wire()).unwrap_or_default();
-    let availability = |c: Option<i64>| c.and_then(Availability::from_code).map(|a| a.wire()).unwrap_or_default();
+    let email_status = |c: Option<i64>| {
+        c.and_then(EmailStatus::from_code)
+            .map(|s| s.wire())
+            .unwrap_or_default()
+    };
+    let phone_status = |c: Option<i64>| {
+        c.and_then(PhoneStatus::from_code)
+            .map(|s| s.wire())
+            .unwrap_or_default()
+    };
+    let availability = |c: Option<i64>| {
+        c.and_then(Availability::from_code)
+            .map(|a| a.wire())
+            .unwrap_or_default()
+    };
     query
         .columns
         .iter()
@@ -293,7 +327,11 @@ fn render(query: &ExportQuery, contact: &ContactRow, details: &Details) -> Vec<S
                     PhoneSubscribeTimes => times(1),
                     PhoneUnsubscribedListIds => list(1, MembershipState::Unsubscribed),
                     PhoneExcludedListIds => list(1, MembershipState::Excluded),
-                    Tags => details.tags.get(&contact.id).map(|t| t.join(",")).unwrap_or_default(),
+                    Tags => details
+                        .tags
+                        .get(&contact.id)
+                        .map(|t| t.join(","))
+                        .unwrap_or_default(),
                 }
             }
         })

@@ -1,6 +1,9 @@
 mod accounts;
 mod cli;
+mod export;
+mod export_async;
 mod import_apply;
 mod import_rows;
 mod request_errors;
+mod round_trip;
 mod transport;
