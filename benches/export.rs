@@ -26,7 +26,10 @@ fn flag(name: &str, default: usize) -> usize {
 }
 
 fn report(name: &str, value: f64, unit: &str) {
-    println!("{}", serde_json::json!({"name": name, "value": (value * 1000.0).round() / 1000.0, "unit": unit}));
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "value": (value * 1000.0).round() / 1000.0, "unit": unit})
+    );
 }
 
 /// Fills the account with `contacts` contacts of the standard shape, 500 per call, 2 clients.
@@ -73,10 +76,17 @@ fn page_time(client: &mut Client, offset: usize, repeats: usize) -> Duration {
         .map(|_| {
             let started = Instant::now();
             let answer = client
-                .post_form("/en/api/exportContacts", &format!("api_key={KEY}&offset={offset}&limit=1000"))
+                .post_form(
+                    "/en/api/exportContacts",
+                    &format!("api_key={KEY}&offset={offset}&limit=1000"),
+                )
                 .json();
             let elapsed = started.elapsed();
-            assert_eq!(answer["result"]["data"].as_array().map(Vec::len), Some(1000), "{answer:.200}");
+            assert_eq!(
+                answer["result"]["data"].as_array().map(Vec::len),
+                Some(1000),
+                "{answer:.200}"
+            );
             elapsed
         })
         .collect();
@@ -98,32 +108,64 @@ fn main() {
     .expect("the server starts");
     let mut client = Client::new(server.address());
     let mut create = |method: &str, form: &str| {
-        client.post_form(&format!("/en/api/{method}"), &format!("api_key={KEY}&{form}")).json()["result"]["id"]
+        client
+            .post_form(
+                &format!("/en/api/{method}"),
+                &format!("api_key={KEY}&{form}"),
+            )
+            .json()["result"]["id"]
             .as_i64()
             .expect("created")
     };
-    let lists = (create("createList", "title=One"), create("createList", "title=Two"));
+    let lists = (
+        create("createList", "title=One"),
+        create("createList", "title=Two"),
+    );
     create("createField", "name=City&type=string");
     create("createField", "name=Score&type=number");
     let started = Instant::now();
     populate(&server, contacts, lists);
-    report("populate_contacts_per_s", contacts as f64 / started.elapsed().as_secs_f64(), "contacts/s");
+    report(
+        "populate_contacts_per_s",
+        contacts as f64 / started.elapsed().as_secs_f64(),
+        "contacts/s",
+    );
 
     let mut client = Client::new(server.address());
     page_time(&mut client, 0, 3); // warm the cache for both ends alike
     page_time(&mut client, contacts - 1000, 3);
     let first = page_time(&mut client, 0, repeats);
     let deep = page_time(&mut client, contacts - 1000, repeats);
-    report("export_page_1000_offset_0", first.as_secs_f64() * 1000.0, "ms");
-    report("export_page_1000_near_end", deep.as_secs_f64() * 1000.0, "ms");
-    report("export_page_deep_vs_first", deep.as_secs_f64() / first.as_secs_f64(), "ratio");
+    report(
+        "export_page_1000_offset_0",
+        first.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report(
+        "export_page_1000_near_end",
+        deep.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report(
+        "export_page_deep_vs_first",
+        deep.as_secs_f64() / first.as_secs_f64(),
+        "ratio",
+    );
 
     let started = Instant::now();
-    let answer = client.post_form("/en/api/async/exportContacts", &format!("api_key={KEY}")).json();
-    let uuid = answer["result"]["task_uuid"].as_str().expect("a task").to_string();
+    let answer = client
+        .post_form("/en/api/async/exportContacts", &format!("api_key={KEY}"))
+        .json();
+    let uuid = answer["result"]["task_uuid"]
+        .as_str()
+        .expect("a task")
+        .to_string();
     loop {
         let result = client
-            .post_form("/en/api/async/getTaskResult", &format!("api_key={KEY}&task_uuid={uuid}"))
+            .post_form(
+                "/en/api/async/getTaskResult",
+                &format!("api_key={KEY}&task_uuid={uuid}"),
+            )
             .json();
         match result["result"]["status"].as_str() {
             Some("completed") => break,
@@ -131,7 +173,11 @@ fn main() {
             _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-    report("async_export_contacts_per_s", contacts as f64 / started.elapsed().as_secs_f64(), "contacts/s");
+    report(
+        "async_export_contacts_per_s",
+        contacts as f64 / started.elapsed().as_secs_f64(),
+        "contacts/s",
+    );
     server.stopper().stop();
     server.wait();
 }

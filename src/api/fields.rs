@@ -3,6 +3,7 @@
 use super::{Answer, Call};
 use crate::error::{Error, Result};
 use crate::import_plan::Column;
+use crate::store::apply_catalog::{FieldUpdate, NewField};
 use crate::store::db;
 use crate::store::writer::Command;
 use serde_json::json;
@@ -43,14 +44,44 @@ pub fn create_field(call: &Call) -> Result<Answer> {
         Some(given) if !given.is_empty() => given.to_string(),
         _ => name.clone(),
     };
-    let id = call.store.writer().submit(|reply| Command::CreateField {
+    let field = NewField {
         account_id: call.account.id,
         name,
         kind: kind.to_string(),
         public_name,
+    };
+    let id = call
+        .store
+        .writer()
+        .submit(|reply| Command::CreateField(field, reply))?;
+    Ok(Answer::new(json!({"id": id})))
+}
+
+pub fn update_field(call: &Call) -> Result<Answer> {
+    let update = FieldUpdate {
+        account_id: call.account.id,
+        field_id: call.id("id")?,
+        name: check_field_name(call.required("name")?)?,
+        public_name: call
+            .optional("public_name")?
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+    };
+    let id = call
+        .store
+        .writer()
+        .submit(|reply| Command::UpdateField(update, reply))?;
+    Ok(Answer::new(json!({"id": id})))
+}
+
+pub fn delete_field(call: &Call) -> Result<Answer> {
+    let (account_id, field_id) = (call.account.id, call.id("id")?);
+    call.store.writer().submit(|reply| Command::DeleteField {
+        account_id,
+        field_id,
         reply,
     })?;
-    Ok(Answer::new(json!({"id": id})))
+    Ok(Answer::empty())
 }
 
 /// §7's rule: a Latin letter, then Latin letters, digits, `_` or `-`, 64 characters at most,

@@ -1,10 +1,12 @@
 //! The methods of the contacts API: parameters in, the `result` value out. One file per group
 //! of methods; this file checks the key and finds the method.
 
+mod contacts;
 mod export;
 mod fields;
 mod import;
 mod lists;
+mod tags;
 
 use crate::app::App;
 use crate::error::{Error, ErrorCode, Result};
@@ -28,6 +30,11 @@ impl Answer {
             warnings: Vec::new(),
         }
     }
+
+    /// `{}`: what a method with nothing to return answers (never `0`, `""` or `null`).
+    pub fn empty() -> Answer {
+        Answer::new(Value::Object(serde_json::Map::new()))
+    }
 }
 
 /// What a method sees: the server's parts, the account whose key the call carries, its
@@ -47,8 +54,22 @@ fn find_method(name: &str) -> Option<Method> {
         "importContacts" => import::import_contacts,
         "getLists" => lists::get_lists,
         "createList" => lists::create_list,
+        "updateList" => lists::update_list,
+        "deleteList" => lists::delete_list,
         "getFields" => fields::get_fields,
         "createField" => fields::create_field,
+        "updateField" => fields::update_field,
+        "deleteField" => fields::delete_field,
+        "getTags" => tags::get_tags,
+        "deleteTag" => tags::delete_tag,
+        "subscribe" => contacts::subscribe,
+        "exclude" => contacts::exclude,
+        "unsubscribe" => contacts::unsubscribe,
+        "getContact" => contacts::get_contact,
+        "getContactCount" => contacts::get_contact_count,
+        "getTotalContactsCount" => contacts::get_total_contacts_count,
+        "isContactInLists" => contacts::is_contact_in_lists,
+        "getContactFieldValues" => contacts::get_contact_field_values,
         "exportContacts" => export::export_contacts,
         "async/exportContacts" => export::start_export,
         "async/getTaskResult" => export::task_result,
@@ -101,6 +122,40 @@ impl Call<'_> {
                 Some(value) => Ok(value),
                 None => Err(Error::invalid_arg(format!("{name} must be a single value"))),
             },
+        }
+    }
+
+    /// A required positive id, `invalid_arg` naming it otherwise.
+    pub fn id(&self, name: &str) -> Result<i64> {
+        let text = self.required(name)?;
+        text.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| {
+                Error::invalid_arg(format!("{name} must be a positive id, not \"{text}\""))
+            })
+    }
+
+    /// A required comma-separated list of positive ids (`list_ids`, `field_ids`).
+    pub fn ids(&self, name: &str) -> Result<Vec<i64>> {
+        let text = self.required(name)?;
+        let ids = crate::model::comma_items(text)
+            .map(|item| item.parse::<i64>().ok().filter(|id| *id > 0))
+            .collect::<Option<Vec<i64>>>()
+            .filter(|ids| !ids.is_empty());
+        ids.ok_or_else(|| {
+            Error::invalid_arg(format!(
+                "{name} must be comma-separated ids, not \"{text}\""
+            ))
+        })
+    }
+
+    /// An optional flag (`1`/`0`, `true`/`false`, empty).
+    pub fn flag(&self, name: &str) -> Result<bool> {
+        match self.optional(name)? {
+            None => Ok(false),
+            Some(raw) => crate::model::parse_flag(raw)
+                .ok_or_else(|| Error::invalid_arg(format!("{name} must be 0 or 1, not \"{raw}\""))),
         }
     }
 

@@ -10,8 +10,9 @@ use crate::model::{
     Availability, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, PhoneStatus, StatusCode,
     Timestamp,
 };
-use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{HashMap, HashSet};
+use crate::store::contact_rows::{self, Found, TagIds, union_ignoring_case};
+use rusqlite::{Connection, params};
+use std::collections::HashSet;
 
 /// One entry of the answer's `log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,19 +50,9 @@ struct CallState<'a> {
     overwrite_tags: bool,
     overwrite_lists: bool,
     lists: HashSet<i64>,
-    /// Tag ids by lower-cased name, filled as the call meets them.
-    tag_ids: HashMap<String, i64>,
+    tag_ids: TagIds,
     contact_limit: Option<i64>,
     contact_count: i64,
-}
-
-/// A contact found by one of its addresses.
-struct Found {
-    id: i64,
-    email: Option<String>,
-    email_status: Option<i64>,
-    phone: Option<String>,
-    phone_status: Option<i64>,
 }
 
 pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Result<ImportOutcome> {
@@ -85,7 +76,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
         lists: crate::store::db::list_ids(conn, account_id)?
             .into_iter()
             .collect(),
-        tag_ids: HashMap::new(),
+        tag_ids: TagIds::default(),
         contact_limit,
         contact_count,
     };
@@ -152,11 +143,15 @@ impl CallState<'_> {
     /// rejection of the row, decided before anything of it is written.
     fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
         let by_email = match &row.email {
-            Some(email) => self.find("email", email.as_str())?,
+            Some(email) => {
+                contact_rows::find(self.conn, self.account_id, Channel::Email, email.as_str())?
+            }
             None => None,
         };
         let by_phone = match &row.phone {
-            Some(phone) => self.find("phone", phone.as_str())?,
+            Some(phone) => {
+                contact_rows::find(self.conn, self.account_id, Channel::Phone, phone.as_str())?
+            }
             None => None,
         };
         let found = match (by_email, by_phone) {
@@ -171,7 +166,7 @@ impl CallState<'_> {
         };
         if row.delete {
             if let Some(contact) = found {
-                self.delete_contact(contact.id)?;
+                contact_rows::delete_contact(self.conn, contact.id)?;
                 self.contact_count -= 1;
             }
             return Ok(Ok((Applied::Deleted, Vec::new(), false)));
@@ -181,7 +176,7 @@ impl CallState<'_> {
         }
         let existing_tags = match &found {
             Some(contact) if !self.overwrite_tags && row.tags.is_some() => {
-                self.tags_of(contact.id)?
+                contact_rows::tags_of(self.conn, contact.id)?
             }
             _ => Vec::new(),
         };
@@ -227,9 +222,12 @@ impl CallState<'_> {
             self.apply_lists(contact_id, Channel::Phone, &row.phone_changes.lists)?;
         }
         if let Some(tags) = final_tags {
-            self.set_tags(contact_id, &tags)?;
+            self.tag_ids
+                .set_tags(self.conn, self.account_id, contact_id, &tags)?;
         }
-        self.set_fields(contact_id, &row.fields)?;
+        for (field_id, value) in &row.fields {
+            contact_rows::set_field(self.conn, contact_id, *field_id, value)?;
+        }
         if row
             .email
             .as_ref()
@@ -245,32 +243,6 @@ impl CallState<'_> {
         }
         let email_is_new = email_status == Some(EmailStatus::New.code());
         Ok(Ok((applied, warnings, email_is_new)))
-    }
-
-    fn find(&self, column: &str, address: &str) -> Result<Option<Found>> {
-        let sql = match column {
-            "email" => {
-                "SELECT id, email, email_status, phone, phone_status FROM contacts
-                 WHERE account_id = ?1 AND email = ?2"
-            }
-            _ => {
-                "SELECT id, email, email_status, phone, phone_status FROM contacts
-                 WHERE account_id = ?1 AND phone = ?2"
-            }
-        };
-        Ok(self
-            .conn
-            .prepare_cached(sql)?
-            .query_row(params![self.account_id, address], |row| {
-                Ok(Found {
-                    id: row.get(0)?,
-                    email: row.get(1)?,
-                    email_status: row.get(2)?,
-                    phone: row.get(3)?,
-                    phone_status: row.get(4)?,
-                })
-            })
-            .optional()?)
     }
 
     /// The first list id of an applied channel that is not one of the account's lists.
@@ -293,18 +265,6 @@ impl CallState<'_> {
                         )
                     })
             })
-    }
-
-    fn delete_contact(&self, contact_id: i64) -> Result<()> {
-        for sql in [
-            "DELETE FROM memberships WHERE contact_id = ?1",
-            "DELETE FROM field_values WHERE contact_id = ?1",
-            "DELETE FROM contact_tags WHERE contact_id = ?1",
-            "DELETE FROM contacts WHERE id = ?1",
-        ] {
-            self.conn.prepare_cached(sql)?.execute([contact_id])?;
-        }
-        Ok(())
     }
 
     /// Creates the contact with the row's channels (§5.4 step 3); returns its id and email status.
@@ -476,26 +436,12 @@ impl CallState<'_> {
         if !lists.given {
             return Ok(());
         }
-        let current = self.memberships(contact_id, channel)?;
+        let current = contact_rows::memberships(self.conn, contact_id, channel)?;
         if self.overwrite_lists {
-            self.conn
-                .prepare_cached("DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2")?
-                .execute(params![contact_id, channel.code()])?;
+            contact_rows::clear_memberships(self.conn, contact_id, channel)?;
         }
-        let mut upsert = self.conn.prepare_cached(
-            "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (contact_id, channel, list_id)
-             DO UPDATE SET state = excluded.state, subscribed_at = excluded.subscribed_at",
-        )?;
-        let mut write = |list_id: i64, state: MembershipState, time: Timestamp| {
-            upsert.execute(params![
-                contact_id,
-                channel.code(),
-                list_id,
-                state.code(),
-                time.0
-            ])
+        let write = |list_id: i64, state: MembershipState, time: Timestamp| {
+            contact_rows::put_membership(self.conn, contact_id, channel, list_id, state, time)
         };
         for (list_id, given_time) in &lists.subscribed {
             let kept_time = match current.get(list_id) {
@@ -512,99 +458,6 @@ impl CallState<'_> {
             for list_id in ids {
                 let time = current.get(list_id).map(|(_, t)| *t).unwrap_or(self.now);
                 write(*list_id, state, time)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn memberships(
-        &self,
-        contact_id: i64,
-        channel: Channel,
-    ) -> Result<HashMap<i64, (MembershipState, Timestamp)>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT list_id, state, subscribed_at FROM memberships
-             WHERE contact_id = ?1 AND channel = ?2",
-        )?;
-        let rows = statement.query_map(params![contact_id, channel.code()], |row| {
-            let state: i64 = row.get(1)?;
-            Ok((
-                row.get::<_, i64>(0)?,
-                (
-                    MembershipState::from_code(state).unwrap_or(MembershipState::Active),
-                    Timestamp(row.get(2)?),
-                ),
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn tags_of(&self, contact_id: i64) -> Result<Vec<String>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
-             WHERE ct.contact_id = ?1 ORDER BY t.name",
-        )?;
-        let rows = statement.query_map([contact_id], |row| row.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Makes the contact's tags exactly `tags`, creating account tags for new names.
-    fn set_tags(&mut self, contact_id: i64, tags: &[String]) -> Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?
-            .execute([contact_id])?;
-        for name in tags {
-            let tag_id = self.tag_id(name)?;
-            self.conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)",
-                )?
-                .execute(params![contact_id, tag_id])?;
-        }
-        Ok(())
-    }
-
-    fn tag_id(&mut self, name: &str) -> Result<i64> {
-        let key = name.to_lowercase();
-        if let Some(id) = self.tag_ids.get(&key) {
-            return Ok(*id);
-        }
-        let existing: Option<i64> = self
-            .conn
-            .prepare_cached(
-                "SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE",
-            )?
-            .query_row(params![self.account_id, name], |row| row.get(0))
-            .optional()?;
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                self.conn
-                    .prepare_cached("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
-                    .execute(params![self.account_id, name])?;
-                self.conn.last_insert_rowid()
-            }
-        };
-        self.tag_ids.insert(key, id);
-        Ok(id)
-    }
-
-    /// §5.4 step 7: a present cell sets the value, an empty one clears it.
-    fn set_fields(&self, contact_id: i64, fields: &[(i64, String)]) -> Result<()> {
-        for (field_id, value) in fields {
-            if value.is_empty() {
-                self.conn
-                    .prepare_cached(
-                        "DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2",
-                    )?
-                    .execute(params![contact_id, field_id])?;
-            } else {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO field_values (contact_id, field_id, value) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value",
-                    )?
-                    .execute(params![contact_id, field_id, value])?;
             }
         }
         Ok(())
@@ -628,18 +481,4 @@ fn status_name(channel: Channel, code: i64) -> &'static str {
         Channel::Email => EmailStatus::from_code(code).map_or("unknown", EmailStatus::wire),
         Channel::Phone => PhoneStatus::from_code(code).map_or("unknown", PhoneStatus::wire),
     }
-}
-
-/// The existing tags followed by the given ones not already there (compared ignoring case).
-fn union_ignoring_case(existing: &[String], given: &[String]) -> Vec<String> {
-    let mut all = existing.to_vec();
-    for name in given {
-        if !all
-            .iter()
-            .any(|tag| tag.to_lowercase() == name.to_lowercase())
-        {
-            all.push(name.clone());
-        }
-    }
-    all
 }

@@ -265,3 +265,114 @@ pub fn export_file_tokens(conn: &Connection) -> Result<Vec<String>> {
     let rows = statement.query_map([], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// The account's tags, by id.
+pub fn tags(conn: &Connection, account_id: i64) -> Result<Vec<(i64, String)>> {
+    let mut statement =
+        conn.prepare_cached("SELECT id, name FROM tags WHERE account_id = ?1 ORDER BY id")?;
+    let rows = statement.query_map([account_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn tag_exists(conn: &Connection, account_id: i64, tag_id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM tags WHERE id = ?1 AND account_id = ?2")?
+        .exists(params![tag_id, account_id])?)
+}
+
+/// An email channel as getContact shows it.
+#[derive(Clone, Debug)]
+pub struct EmailChannel {
+    pub contact_id: i64,
+    pub email: String,
+    pub status: i64,
+    pub availability: i64,
+    pub add_time: Option<i64>,
+}
+
+pub fn contact_by_email(
+    conn: &Connection,
+    account_id: i64,
+    email: &str,
+) -> Result<Option<EmailChannel>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, email, email_status, email_availability, email_add_time FROM contacts
+             WHERE account_id = ?1 AND email = ?2",
+        )?
+        .query_row(params![account_id, email], |row| {
+            Ok(EmailChannel {
+                contact_id: row.get(0)?,
+                email: row.get(1)?,
+                status: row.get(2)?,
+                availability: row.get(3)?,
+                add_time: row.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A channel's memberships (list id, state, time), by list id. Channel 0 is email, 1 phone.
+pub fn memberships_of(
+    conn: &Connection,
+    contact_id: i64,
+    channel: i64,
+) -> Result<Vec<(i64, i64, i64)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT list_id, state, subscribed_at FROM memberships
+         WHERE contact_id = ?1 AND channel = ?2 ORDER BY list_id",
+    )?;
+    let rows = statement.query_map(params![contact_id, channel], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The contact's user-field values by field id.
+pub fn field_values(
+    conn: &Connection,
+    contact_id: i64,
+) -> Result<std::collections::HashMap<i64, String>> {
+    let mut statement =
+        conn.prepare_cached("SELECT field_id, value FROM field_values WHERE contact_id = ?1")?;
+    let rows = statement.query_map([contact_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// getContactCount's filters.
+#[derive(Clone, Debug, Default)]
+pub struct CountFilter {
+    pub list_id: i64,
+    pub tag_id: Option<i64>,
+    /// 0 email, 1 phone; `None`: either channel.
+    pub channel: Option<i64>,
+    /// A substring of the address (of the channel, or of either).
+    pub search: Option<String>,
+}
+
+/// How many contacts are "in" the list (active or unsubscribed) under the filter.
+pub fn count_in_list(conn: &Connection, filter: &CountFilter) -> Result<i64> {
+    let mut statement = conn.prepare_cached(
+        "SELECT count(DISTINCT m.contact_id)
+         FROM memberships m JOIN contacts c ON c.id = m.contact_id
+         WHERE m.list_id = ?1 AND m.state IN (0, 1)
+           AND (?2 IS NULL OR m.channel = ?2)
+           AND (?3 IS NULL OR m.contact_id IN (SELECT contact_id FROM contact_tags WHERE tag_id = ?3))
+           AND (?4 IS NULL
+                OR (coalesce(?2, 0) = 0 AND instr(c.email, lower(?4)) > 0)
+                OR (coalesce(?2, 1) = 1 AND instr(c.phone, ?4) > 0))",
+    )?;
+    Ok(statement.query_row(
+        params![filter.list_id, filter.channel, filter.tag_id, filter.search],
+        |row| row.get(0),
+    )?)
+}
+
+/// How many contacts the account has.
+pub fn contact_total(conn: &Connection, account_id: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(contacts), 0) FROM contact_blocks WHERE account_id = ?1",
+        )?
+        .query_row([account_id], |row| row.get(0))?)
+}

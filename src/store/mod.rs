@@ -1,7 +1,10 @@
 //! Storage: one SQLite file in WAL mode, a pool of read-only connections for reads, and one
 //! writer thread that owns the only read-write connection (see ARCHITECTURE.md).
 
+pub mod apply_catalog;
+pub mod apply_contact;
 pub mod apply_import;
+pub mod contact_rows;
 pub mod db;
 pub mod export_reader;
 pub mod writer;

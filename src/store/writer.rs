@@ -5,13 +5,17 @@
 //! applies them in one `IMMEDIATE` transaction with a savepoint per command (a failing command
 //! rolls back alone and gets its own error), commits once, and only then answers each caller.
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 use crate::import_plan::ImportPlan;
 use crate::model::Timestamp;
+use crate::store::apply_catalog::{self as catalog, FieldUpdate, ListUpdate, NewField, NewList};
+use crate::store::apply_contact::{
+    MembershipChange, SubscribePlan, apply_membership_change, apply_subscribe,
+};
 use crate::store::apply_import::{ImportOutcome, apply_import};
-use crate::store::db::{Account, AccountRecord, ExportTask};
+use crate::store::db::{AccountRecord, ExportTask};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -29,20 +33,29 @@ type Reply<T> = Sender<Result<T>>;
 /// Every kind of write the server makes.
 pub enum Command {
     Import(Box<ImportPlan>, Reply<ImportOutcome>),
-    CreateList {
+    CreateList(NewList, Reply<i64>),
+    UpdateList(ListUpdate, Reply<()>),
+    DeleteList {
         account_id: i64,
-        title: String,
-        before_subscribe_url: String,
-        after_subscribe_url: String,
-        reply: Reply<i64>,
+        list_id: i64,
+        reply: Reply<()>,
     },
-    CreateField {
+    CreateField(NewField, Reply<i64>),
+    UpdateField(FieldUpdate, Reply<i64>),
+    DeleteField {
         account_id: i64,
-        name: String,
-        kind: String,
-        public_name: String,
-        reply: Reply<i64>,
+        field_id: i64,
+        reply: Reply<()>,
     },
+    DeleteTag {
+        account_id: i64,
+        tag_id: i64,
+        reply: Reply<()>,
+    },
+    /// subscribe: answers the contact's id.
+    Subscribe(Box<SubscribePlan>, Reply<i64>),
+    /// exclude and unsubscribe.
+    SetMemberships(MembershipChange, Reply<()>),
     /// Creates the account, or sets the key and limit given for an existing one.
     UpsertAccount {
         login: String,
@@ -226,64 +239,82 @@ fn fail_command(command: Command, why: &str) {
     }
     match command {
         Command::Import(_, reply) => drop(reply.send(error(why))),
-        Command::CreateList { reply, .. } | Command::CreateField { reply, .. } => {
-            drop(reply.send(error(why)))
-        }
+        Command::CreateList(_, reply)
+        | Command::CreateField(_, reply)
+        | Command::UpdateField(_, reply)
+        | Command::Subscribe(_, reply) => drop(reply.send(error(why))),
+        Command::UpdateList(_, reply)
+        | Command::DeleteList { reply, .. }
+        | Command::DeleteField { reply, .. }
+        | Command::DeleteTag { reply, .. }
+        | Command::SetMemberships(_, reply)
+        | Command::CreateExportTask { reply, .. }
+        | Command::UpdateExportTask { reply, .. }
+        | Command::Ping(reply)
+        | Command::Stop(reply) => drop(reply.send(error(why))),
         Command::UpsertAccount { reply, .. } => drop(reply.send(error(why))),
-        Command::CreateExportTask { reply, .. } | Command::UpdateExportTask { reply, .. } => {
-            drop(reply.send(error(why)))
-        }
         Command::ExpireExportTasks { reply, .. } => drop(reply.send(error(why))),
-        Command::Ping(reply) | Command::Stop(reply) => drop(reply.send(error(why))),
     }
 }
 
 /// Applies one command; says whether to keep its effects, and how to answer once the
 /// transaction ends (`Some(why)` when the commit failed).
 fn apply_command(conn: &Connection, command: Command) -> (bool, PendingAnswer) {
+    let now = Timestamp::now();
     match command {
         Command::Import(plan, reply) => {
             let dry_run = plan.flags.test_mode;
-            let result = apply_import(conn, &plan, Timestamp::now());
-            answer_after_commit(reply, result, !dry_run)
+            answer_after_commit(reply, apply_import(conn, &plan, now), !dry_run)
         }
-        Command::CreateList {
-            account_id,
-            title,
-            before_subscribe_url,
-            after_subscribe_url,
-            reply,
-        } => {
-            let result = create_list(
-                conn,
-                account_id,
-                &title,
-                &before_subscribe_url,
-                &after_subscribe_url,
-            );
-            answer_after_commit(reply, result, true)
+        Command::CreateList(list, reply) => {
+            answer_after_commit(reply, catalog::create_list(conn, &list), true)
         }
-        Command::CreateField {
+        Command::UpdateList(update, reply) => {
+            answer_after_commit(reply, catalog::update_list(conn, &update), true)
+        }
+        Command::DeleteList {
             account_id,
-            name,
-            kind,
-            public_name,
+            list_id,
             reply,
-        } => {
-            let result = create_field(conn, account_id, &name, &kind, &public_name);
-            answer_after_commit(reply, result, true)
+        } => answer_after_commit(reply, catalog::delete_list(conn, account_id, list_id), true),
+        Command::CreateField(field, reply) => {
+            answer_after_commit(reply, catalog::create_field(conn, &field), true)
+        }
+        Command::UpdateField(update, reply) => {
+            answer_after_commit(reply, catalog::update_field(conn, &update), true)
+        }
+        Command::DeleteField {
+            account_id,
+            field_id,
+            reply,
+        } => answer_after_commit(
+            reply,
+            catalog::delete_field(conn, account_id, field_id),
+            true,
+        ),
+        Command::DeleteTag {
+            account_id,
+            tag_id,
+            reply,
+        } => answer_after_commit(reply, catalog::delete_tag(conn, account_id, tag_id), true),
+        Command::Subscribe(plan, reply) => {
+            answer_after_commit(reply, apply_subscribe(conn, &plan, now), true)
+        }
+        Command::SetMemberships(change, reply) => {
+            answer_after_commit(reply, apply_membership_change(conn, &change), true)
         }
         Command::UpsertAccount {
             login,
             api_key,
             contact_limit,
             reply,
-        } => {
-            let result = upsert_account(conn, &login, api_key, contact_limit);
-            answer_after_commit(reply, result, true)
-        }
+        } => answer_after_commit(
+            reply,
+            catalog::upsert_account(conn, &login, api_key, contact_limit),
+            true,
+        ),
         Command::CreateExportTask { task, reply } => {
-            answer_after_commit(reply, create_export_task(conn, &task), true)
+            answer_after_commit(reply, catalog::create_export_task(conn, &task), true)
         }
         Command::UpdateExportTask {
             uuid,
@@ -292,50 +323,19 @@ fn apply_command(conn: &Connection, command: Command) -> (bool, PendingAnswer) {
             error,
             reply,
         } => {
-            let result = conn
-                .prepare_cached(
-                    "UPDATE export_tasks SET status = ?2, file_token = ?3, error = ?4 WHERE uuid = ?1",
-                )
-                .and_then(|mut s| s.execute(params![uuid, status, file_token, error]))
-                .map(drop)
-                .map_err(Error::from);
+            let result = catalog::update_export_task(conn, &uuid, status, file_token, error);
             answer_after_commit(reply, result, true)
         }
         Command::ExpireExportTasks {
             created_before,
             reply,
-        } => answer_after_commit(reply, expire_export_tasks(conn, created_before), true),
+        } => answer_after_commit(
+            reply,
+            catalog::expire_export_tasks(conn, created_before),
+            true,
+        ),
         Command::Ping(reply) | Command::Stop(reply) => answer_after_commit(reply, Ok(()), false),
     }
-}
-
-fn create_export_task(conn: &Connection, task: &ExportTask) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO export_tasks (uuid, account_id, status, request, notify_url, base_url, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        task.uuid,
-        task.account_id,
-        task.status,
-        task.request,
-        task.notify_url,
-        task.base_url,
-        Timestamp::now().0
-    ])?;
-    Ok(())
-}
-
-fn expire_export_tasks(conn: &Connection, created_before: i64) -> Result<Vec<String>> {
-    let tokens: Vec<String> = conn
-        .prepare_cached(
-            "SELECT file_token FROM export_tasks WHERE created_at < ?1 AND file_token IS NOT NULL",
-        )?
-        .query_map([created_before], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    conn.prepare_cached("DELETE FROM export_tasks WHERE created_at < ?1")?
-        .execute([created_before])?;
-    Ok(tokens)
 }
 
 /// Holds a result until the transaction ends. A kept success whose commit then failed is
@@ -354,119 +354,4 @@ fn answer_after_commit<T: Send + 'static>(
         let _ = reply.send(result);
     });
     (keep, answer)
-}
-
-fn create_list(
-    conn: &Connection,
-    account_id: i64,
-    title: &str,
-    before_subscribe_url: &str,
-    after_subscribe_url: &str,
-) -> Result<i64> {
-    let taken: Option<i64> = conn
-        .prepare_cached("SELECT id FROM lists WHERE account_id = ?1 AND title = ?2")?
-        .query_row(params![account_id, title], |row| row.get(0))
-        .optional()?;
-    if taken.is_some() {
-        return Err(Error::invalid_arg(format!(
-            "title: a list titled \"{title}\" already exists"
-        )));
-    }
-    conn.prepare_cached(
-        "INSERT INTO lists (account_id, title, before_subscribe_url, after_subscribe_url)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        account_id,
-        title,
-        before_subscribe_url,
-        after_subscribe_url
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
-fn create_field(
-    conn: &Connection,
-    account_id: i64,
-    name: &str,
-    kind: &str,
-    public_name: &str,
-) -> Result<i64> {
-    let taken: Option<i64> = conn
-        .prepare_cached("SELECT id FROM fields WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
-        .query_row(params![account_id, name], |row| row.get(0))
-        .optional()?;
-    if taken.is_some() {
-        return Err(Error::invalid_arg(format!(
-            "name: a field named \"{name}\" already exists"
-        )));
-    }
-    let view_pos: i64 = conn
-        .prepare_cached("SELECT coalesce(max(view_pos), 0) + 1 FROM fields WHERE account_id = ?1")?
-        .query_row([account_id], |row| row.get(0))?;
-    conn.prepare_cached(
-        "INSERT INTO fields (account_id, name, type, public_name, is_visible, view_pos)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-    )?
-    .execute(params![account_id, name, kind, public_name, view_pos])?;
-    Ok(conn.last_insert_rowid())
-}
-
-fn upsert_account(
-    conn: &Connection,
-    login: &str,
-    api_key: Option<String>,
-    contact_limit: Option<i64>,
-) -> Result<UpsertedAccount> {
-    if let Some(key) = &api_key {
-        let holder: Option<String> = conn
-            .prepare_cached("SELECT login FROM accounts WHERE api_key = ?1")?
-            .query_row([key], |row| row.get(0))
-            .optional()?;
-        if holder.is_some_and(|holder| holder != login) {
-            return Err(Error::api(
-                ErrorCode::InvalidArg,
-                format!("that key already belongs to another account than \"{login}\""),
-            ));
-        }
-    }
-    let existing: Option<(i64, String, Option<i64>)> = conn
-        .prepare_cached("SELECT id, api_key, contact_limit FROM accounts WHERE login = ?1")?
-        .query_row([login], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    let (id, key, limit, created) = match existing {
-        Some((id, old_key, old_limit)) => {
-            let key = api_key.unwrap_or(old_key);
-            let limit = contact_limit.or(old_limit);
-            conn.prepare_cached(
-                "UPDATE accounts SET api_key = ?2, contact_limit = ?3 WHERE id = ?1",
-            )?
-            .execute(params![id, key, limit])?;
-            (id, key, limit, false)
-        }
-        None => {
-            let key = api_key.unwrap_or_else(new_api_key);
-            conn.prepare_cached(
-                "INSERT INTO accounts (login, api_key, contact_limit) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![login, key, contact_limit])?;
-            (conn.last_insert_rowid(), key, contact_limit, true)
-        }
-    };
-    Ok(UpsertedAccount {
-        record: AccountRecord {
-            account: Account {
-                id,
-                login: login.to_string(),
-                contact_limit: limit,
-            },
-            api_key: key,
-        },
-        created,
-    })
-}
-
-/// A fresh key: 128 random bits, as 32 hex digits.
-fn new_api_key() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
