@@ -1,5 +1,7 @@
 mod accounts;
+mod catalog;
 mod cli;
+mod contacts;
 mod export;
 mod export_async;
 mod import_apply;
