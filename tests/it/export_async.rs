@@ -365,7 +365,10 @@ fn expired_tasks_and_their_files_are_removed() {
     let mut server = TestServer::start();
     populate(&server);
     let old = start(&server, &[]);
-    let old_url = finished(&server, &old)["file_to_download"].as_str().unwrap().to_string();
+    let old_url = finished(&server, &old)["file_to_download"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let fresh = start(&server, &[]);
     finished(&server, &fresh);
     assert!(server.stop().success());
@@ -376,17 +379,42 @@ fn expired_tasks_and_their_files_are_removed() {
         server.db.with_file_name(name)
     };
     let conn = rusqlite::Connection::open(&server.db).unwrap();
-    conn.execute("UPDATE export_tasks SET created_at = created_at - 2 * 86400 WHERE uuid = ?1", [&old]).unwrap();
+    conn.execute(
+        "UPDATE export_tasks SET created_at = created_at - 2 * 86400 WHERE uuid = ?1",
+        [&old],
+    )
+    .unwrap();
     drop(conn);
-    std::fs::write(exports.join("0123456789abcdef0123456789abcdef.csv.part"), b"leftover").unwrap();
-    let again = TestServer::start_on(tempfile::tempdir().unwrap(), server.db.clone(), &["--account", &format!("test:{KEY}")]);
+    std::fs::write(
+        exports.join("0123456789abcdef0123456789abcdef.csv.part"),
+        b"leftover",
+    )
+    .unwrap();
+    let again = TestServer::start_on(
+        tempfile::tempdir().unwrap(),
+        server.db.clone(),
+        &["--account", &format!("test:{KEY}")],
+    );
     // The janitor runs first thing on start; a call that waits for the exporter follows it.
     let probe = start(&again, &[]);
     finished(&again, &probe);
-    assert_eq!(again.call("async/getTaskResult", &[("task_uuid", &old)])["code"], "invalid_arg");
+    assert_eq!(
+        again.call("async/getTaskResult", &[("task_uuid", &old)])["code"],
+        "invalid_arg"
+    );
     assert_eq!(download(&again, &old_url).0, 404);
-    assert_eq!(again.call("async/getTaskResult", &[("task_uuid", &fresh)])["result"]["status"], "completed");
-    let files: Vec<String> = std::fs::read_dir(&exports).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(files.len(), 2, "the fresh task's file and the probe's: {files:?}");
+    assert_eq!(
+        again.call("async/getTaskResult", &[("task_uuid", &fresh)])["result"]["status"],
+        "completed"
+    );
+    let files: Vec<String> = std::fs::read_dir(&exports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.len(),
+        2,
+        "the fresh task's file and the probe's: {files:?}"
+    );
     assert!(files.iter().all(|f| f.ends_with(".csv")));
 }
