@@ -1,84 +1,223 @@
-//! importContacts throughput over HTTP, with the standard row shape (email, phone, two user
-//! fields, two lists with subscribe times, two tags), printed as JSON lines:
-//! `{"name": ..., "value": ..., "unit": ...}`.
+//! importContacts throughput, every variant beside its baseline in one run (the machine is shared
+//! and noisy: only ratios from one run count). Standard row shape: email, phone, two user fields,
+//! two lists with subscribe times, two tags. Prints JSON lines `{"name", "value", "unit"}`.
 //!
-//! Variants run side by side in one run, because only ratios from one run can be trusted on a
-//! shared machine: fresh contacts versus updates of the same contacts; and, without HTTP or the
-//! database, row validation on one thread versus rayon.
+//! `cargo bench --bench import -- [--quick] [--calls N] [--stored N] [--storage-only]`
 //!
-//! `cargo bench --bench import -- [--calls N] [--clients N] [--durability full|relaxed]`
+//! - validation of N rows on one thread versus rayon (to pick the threshold);
+//! - storage alone: the writer applying pre-validated 500-row calls, fresh and updates;
+//! - the whole HTTP path with 4 concurrent clients, fresh and updates, as a ratio to storage;
+//! - group commit versus one transaction per call, 16 clients over HTTP, both durable;
+//! - the latency of one 500-row call alone, p50 and p99;
+//! - throughput with `--stored` contacts already stored versus an empty database;
+//! - peak resident memory of the real binary with 16 clients importing;
+//! - database bytes per contact versus the raw bytes of the rows.
 
 #[path = "../tests/support/http_client.rs"]
 mod http_client;
 
 use http_client::{Client, encode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use unisender_local::http::wire::Limits;
-use unisender_local::import_plan::{Columns, plan_rows, split_rows};
-use unisender_local::params::Params;
+use unisender_local::import_plan::{
+    Columns, FieldName, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows,
+};
+use unisender_local::params::{Key, Param};
 use unisender_local::server::{ServeConfig, Server};
-use unisender_local::store::db::Durability;
+use unisender_local::store::db::{self, Durability};
+use unisender_local::store::writer::{BATCH_ROWS, Command};
 
 const KEY: &str = "bench-key-0123456789";
-const ROWS_PER_CALL: usize = 500;
+const ROWS: usize = 500;
+const COLUMNS: [&str; 7] = [
+    "email",
+    "phone",
+    "City",
+    "Score",
+    "email_list_ids",
+    "email_subscribe_times",
+    "tags",
+];
 
 struct Options {
+    quick: bool,
+    /// Only the storage-alone rows: for profiling the writer.
+    storage_only: bool,
     calls: usize,
-    clients: usize,
-    durability: Durability,
+    stored: usize,
 }
 
 fn options() -> Options {
     let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .cloned()
+            .and_then(|v| v.parse().ok())
     };
     Options {
-        calls: value("--calls").and_then(|v| v.parse().ok()).unwrap_or(40),
-        clients: value("--clients").and_then(|v| v.parse().ok()).unwrap_or(4),
-        durability: match value("--durability").as_deref() {
-            Some("relaxed") => Durability::Relaxed,
-            _ => Durability::Full,
-        },
+        quick,
+        storage_only: args.iter().any(|a| a == "--storage-only"),
+        calls: value("--calls").unwrap_or(if quick { 20 } else { 100 }),
+        stored: value("--stored").unwrap_or(if quick { 500_000 } else { 10_000_000 }),
     }
 }
 
 fn report(name: &str, value: f64, unit: &str) {
+    let value = (value * 1000.0).round() / 1000.0;
     println!(
         "{}",
-        serde_json::json!({"name": name, "value": (value * 10.0).round() / 10.0, "unit": unit})
+        serde_json::json!({"name": name, "value": value, "unit": unit})
     );
 }
 
-/// The body of one 500-row call; `round` changes the values, not the addresses.
-fn import_body(call: usize, round: usize, lists: (i64, i64)) -> String {
-    let columns = [
-        "email",
-        "phone",
-        "City",
-        "Score",
-        "email_list_ids",
-        "email_subscribe_times",
-        "tags",
-    ];
+/// A server on a fresh database with the bench account, two lists and two fields.
+struct Bench {
+    server: Server,
+    _dir: tempfile::TempDir,
+    lists: (i64, i64),
+    account_id: i64,
+    fields: Vec<FieldName>,
+}
+
+impl Bench {
+    fn start(durability: Durability, batch_rows: usize) -> Bench {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let server = Server::start(ServeConfig {
+            db: dir.path().join("bench.db"),
+            listen: "127.0.0.1:0".into(),
+            accounts: vec![("bench".into(), KEY.into())],
+            durability,
+            limits: Limits::default(),
+            batch_rows,
+        })
+        .expect("the server starts");
+        let mut client = Client::new(server.address());
+        let mut create = |method: &str, form: &str| {
+            let answer = client.post_form(
+                &format!("/en/api/{method}"),
+                &format!("api_key={KEY}&{form}"),
+            );
+            answer.json()["result"]["id"].as_i64().expect("created")
+        };
+        let lists = (
+            create("createList", "title=One"),
+            create("createList", "title=Two"),
+        );
+        create("createField", "name=City&type=string");
+        create("createField", "name=Score&type=number");
+        let store = server.store();
+        let account_id = store
+            .read(|conn| db::account_by_key(conn, KEY))
+            .expect("reads")
+            .expect("the bench account")
+            .id;
+        let fields = store
+            .read(|conn| db::field_names(conn, account_id))
+            .expect("reads");
+        Bench {
+            server,
+            _dir: dir,
+            lists,
+            account_id,
+            fields,
+        }
+    }
+
+    fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("bench.db")
+    }
+
+    fn cells(&self, call: usize, round: usize) -> Vec<Vec<String>> {
+        cells(self.lists, call, round)
+    }
+
+    fn body(&self, call: usize, round: usize) -> String {
+        body(self.lists, call, round)
+    }
+
+    /// A call checked as the HTTP path checks it, ready for the writer.
+    fn plan(&self, call: usize, round: usize) -> ImportPlan {
+        let cells = self.cells(call, round);
+        let columns = columns(&self.fields);
+        let rows: Vec<(u64, Vec<Option<&str>>)> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (i as u64, row.iter().map(|c| Some(c.as_str())).collect()))
+            .collect();
+        ImportPlan {
+            account_id: self.account_id,
+            flags: ImportFlags::default(),
+            field_ids: columns.field_ids(),
+            rows: plan_rows(&columns, &rows, true),
+        }
+    }
+
+    /// The writer alone applying `plans` sent by `threads` threads: contacts per second.
+    fn storage(&self, calls: std::ops::Range<usize>, round: usize, threads: usize) -> f64 {
+        let plans: Vec<ImportPlan> = calls.clone().map(|c| self.plan(c, round)).collect();
+        let mut queues: Vec<Vec<ImportPlan>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, plan) in plans.into_iter().enumerate() {
+            queues[i % threads].push(plan);
+        }
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for queue in queues {
+                let store = self.server.store();
+                scope.spawn(move || {
+                    for plan in queue {
+                        let outcome = store
+                            .writer()
+                            .submit(|reply| Command::Import(Box::new(plan), reply))
+                            .expect("the import applies");
+                        assert_eq!(
+                            outcome.inserted + outcome.updated,
+                            ROWS,
+                            "{:?}",
+                            outcome.log.first()
+                        );
+                    }
+                });
+            }
+        });
+        (calls.len() * ROWS) as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// The whole HTTP path with `clients` connections: contacts per second.
+    fn http(&self, calls: std::ops::Range<usize>, round: usize, clients: usize) -> f64 {
+        let bodies: Vec<String> = calls.clone().map(|c| self.body(c, round)).collect();
+        let started = Instant::now();
+        send_all(self.server.address(), &bodies, clients);
+        (calls.len() * ROWS) as f64 / started.elapsed().as_secs_f64()
+    }
+}
+
+/// The cells of one call for lists with these ids; `round` changes the values, not the addresses.
+fn cells(lists: (i64, i64), call: usize, round: usize) -> Vec<Vec<String>> {
+    (0..ROWS)
+        .map(|row| {
+            let n = call * ROWS + row;
+            vec![
+                format!("user{n}@example.com"),
+                format!("+1{n:010}"),
+                format!("City {}", (n + round) % 97),
+                format!("{}", n * 7 + round),
+                format!("{},{}", lists.0, lists.1),
+                "2024-01-02 03:04:05,2024-02-03 04:05:06".to_string(),
+                format!("tag{},group{}", (n + round) % 5, n % 3),
+            ]
+        })
+        .collect()
+}
+
+/// The urlencoded body of one call.
+fn body(lists: (i64, i64), call: usize, round: usize) -> String {
     let mut body = format!("api_key={KEY}");
-    for (i, column) in columns.iter().enumerate() {
+    for (i, column) in COLUMNS.iter().enumerate() {
         body.push_str(&format!("&field_names%5B{i}%5D={column}"));
     }
-    for row in 0..ROWS_PER_CALL {
-        let n = call * ROWS_PER_CALL + row;
-        let cells = [
-            format!("user{n}@example.com"),
-            format!("+1{:010}", n),
-            format!("City {}", (n + round) % 97),
-            format!("{}", n * 7 + round),
-            format!("{},{}", lists.0, lists.1),
-            "2024-01-02 03:04:05,2024-02-03 04:05:06".to_string(),
-            format!("tag{},group{}", n % 5, (n + round) % 3),
-        ];
+    for (row, cells) in cells(lists, call, round).iter().enumerate() {
         for (col, cell) in cells.iter().enumerate() {
             body.push_str(&format!("&data%5B{row}%5D%5B{col}%5D={}", encode(cell)));
         }
@@ -86,12 +225,19 @@ fn import_body(call: usize, round: usize, lists: (i64, i64)) -> String {
     body
 }
 
-/// Sends every body, split between `clients` connections, and returns contacts per second.
-fn run(server: &Server, bodies: &[String], clients: usize) -> f64 {
-    let started = Instant::now();
+fn columns(fields: &[FieldName]) -> Columns {
+    let names = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (Key::Index(i as u64), Param::Value(c.to_string())))
+        .collect();
+    Columns::parse(&Param::Array(names), fields).expect("the bench columns")
+}
+
+/// Sends every body over `clients` kept-alive connections, checking each answer.
+fn send_all(address: std::net::SocketAddr, bodies: &[String], clients: usize) {
     std::thread::scope(|scope| {
         for client in 0..clients {
-            let address = server.address();
             scope.spawn(move || {
                 let mut http = Client::new(address);
                 for body in bodies.iter().skip(client).step_by(clients) {
@@ -99,114 +245,237 @@ fn run(server: &Server, bodies: &[String], clients: usize) -> f64 {
                     let result = &answer["result"];
                     let applied = result["inserted"].as_u64().unwrap_or(0)
                         + result["updated"].as_u64().unwrap_or(0);
-                    assert_eq!(
-                        applied, ROWS_PER_CALL as u64,
-                        "every row applied: {answer:.300}"
-                    );
+                    assert_eq!(applied, ROWS as u64, "every row applied: {answer:.300}");
                 }
             });
         }
     });
-    (bodies.len() * ROWS_PER_CALL) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Row validation alone: one thread versus rayon, in microseconds per 500-row call.
-fn validation(body: &str) {
-    let params = Params::from_urlencoded(body.as_bytes()).expect("the bench body decodes");
-    let fields = [
-        unisender_local::import_plan::FieldName {
-            id: 1,
-            name: "City".into(),
-        },
-        unisender_local::import_plan::FieldName {
-            id: 2,
-            name: "Score".into(),
-        },
-    ];
-    let columns = Columns::parse(params.get("field_names").unwrap(), &fields).unwrap();
-    let rows = split_rows(params.get("data").unwrap(), &columns).unwrap();
-    for (name, parallel) in [
-        ("validate_500_rows_sequential", false),
-        ("validate_500_rows_rayon", true),
-    ] {
-        let rounds = 200;
-        let started = Instant::now();
-        for _ in 0..rounds {
-            std::hint::black_box(plan_rows(&columns, &rows, parallel));
+/// One thread versus rayon for calls of several sizes, in microseconds per call.
+fn validation(bench: &Bench) {
+    let columns = columns(&bench.fields);
+    let cells = bench.cells(0, 0);
+    for size in [8, 16, 32, 64, 128, 500] {
+        let rows: Vec<(u64, Vec<Option<&str>>)> = cells[..size]
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (i as u64, row.iter().map(|c| Some(c.as_str())).collect()))
+            .collect();
+        let rounds = 20_000 / size;
+        for (variant, parallel) in [("sequential", false), ("rayon", true)] {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(plan_rows(&columns, &rows, parallel));
+            }
+            let micros = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+            report(
+                &format!("validate_{size}_rows_{variant}"),
+                micros,
+                "us/call",
+            );
         }
-        report(
-            name,
-            started.elapsed().as_secs_f64() * 1e6 / rounds as f64,
-            "us/call",
-        );
-    }
-    let started = Instant::now();
-    for _ in 0..50 {
-        std::hint::black_box(Params::from_urlencoded(body.as_bytes()).unwrap());
     }
     report(
-        "decode_500_row_body",
-        started.elapsed().as_secs_f64() * 1e6 / 50.0,
-        "us/call",
+        "validate_parallel_threshold",
+        PARALLEL_THRESHOLD as f64,
+        "rows",
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at].as_secs_f64() * 1000.0
+}
+
+/// One client alone, one call at a time: the latency of a fresh 500-row call.
+fn latency(bench: &Bench, calls: std::ops::Range<usize>) {
+    let bodies: Vec<String> = calls.map(|c| bench.body(c, 0)).collect();
+    let mut http = Client::new(bench.server.address());
+    let mut times: Vec<Duration> = bodies
+        .iter()
+        .map(|body| {
+            let started = Instant::now();
+            let answer = http.post_form("/en/api/importContacts", body).json();
+            let elapsed = started.elapsed();
+            assert_eq!(answer["result"]["inserted"], ROWS, "{answer:.200}");
+            elapsed
+        })
+        .collect();
+    times.sort();
+    report("latency_500_rows_p50", percentile(&times, 0.5), "ms");
+    report("latency_500_rows_p99", percentile(&times, 0.99), "ms");
+}
+
+/// Peak resident memory of the real binary while 16 clients import.
+fn peak_memory(calls: usize) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_unisender-local"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--account",
+            &format!("bench:{KEY}"),
+            "--db",
+        ])
+        .arg(dir.path().join("rss.db"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the listening line");
+    let address: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .parse()
+        .expect("an address");
+    let mut client = Client::new(address);
+    for form in ["title=One", "title=Two"] {
+        client.post_form("/en/api/createList", &format!("api_key={KEY}&{form}"));
+    }
+    for form in ["name=City&type=string", "name=Score&type=number"] {
+        client.post_form("/en/api/createField", &format!("api_key={KEY}&{form}"));
+    }
+    // A fresh database: the two lists just made are ids 1 and 2.
+    let bodies: Vec<String> = (0..calls).map(|c| body((1, 2), c, 0)).collect();
+    send_all(address, &bodies, 16);
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let peak_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    report("peak_rss_16_clients", peak_kib / 1024.0, "MiB");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Database bytes per contact (after a checkpoint) against the raw bytes of the rows.
+fn size(bench: &Bench, contacts: usize) {
+    let path = bench.db_path();
+    let conn = rusqlite::Connection::open(&path).expect("opens the db");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("checkpoints");
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64;
+    let raw: usize = bench
+        .cells(0, 0)
+        .iter()
+        .map(|row| row.iter().map(String::len).sum::<usize>())
+        .sum();
+    let raw_per_contact = raw as f64 / ROWS as f64;
+    report("db_bytes_per_contact", bytes / contacts as f64, "bytes");
+    report("raw_bytes_per_contact", raw_per_contact, "bytes");
+    report(
+        "db_size_vs_raw",
+        bytes / contacts as f64 / raw_per_contact,
+        "ratio",
     );
 }
 
 fn main() {
     let options = options();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let server = Server::start(ServeConfig {
-        db: dir.path().join("bench.db"),
+    let calls = options.calls;
+    let started = Instant::now();
+
+    // Storage alone against the whole HTTP path, durable, in one database: fresh contacts, then
+    // updates of the same contacts.
+    let bench = Bench::start(Durability::Full, BATCH_ROWS);
+    if options.storage_only {
+        report("storage_new", bench.storage(0..calls, 0, 4), "contacts/s");
+        report(
+            "storage_update",
+            bench.storage(0..calls, 1, 4),
+            "contacts/s",
+        );
+        return;
+    }
+    validation(&bench);
+    let storage_new = bench.storage(0..calls, 0, 4);
+    let http_new = bench.http(calls..2 * calls, 0, 4);
+    report("storage_new", storage_new, "contacts/s");
+    report("http_new_4_clients", http_new, "contacts/s");
+    report("http_vs_storage_new", http_new / storage_new, "ratio");
+    let storage_update = bench.storage(0..calls, 1, 4);
+    let http_update = bench.http(calls..2 * calls, 1, 4);
+    report("storage_update", storage_update, "contacts/s");
+    report("http_update_4_clients", http_update, "contacts/s");
+    report(
+        "http_update_vs_storage",
+        http_update / storage_update,
+        "ratio",
+    );
+    latency(&bench, 2 * calls..2 * calls + calls.max(50));
+    size(&bench, (2 * calls + calls.max(50)) * ROWS);
+    drop(bench);
+
+    // Group commit against one transaction per call: 16 clients, durable, fresh databases.
+    let grouped = Bench::start(Durability::Full, BATCH_ROWS);
+    let group_commit = grouped.http(0..calls, 0, 16);
+    drop(grouped);
+    let single = Bench::start(Durability::Full, 1);
+    let per_call = single.http(0..calls, 0, 16);
+    drop(single);
+    report("group_commit_16_clients", group_commit, "contacts/s");
+    report(
+        "one_transaction_per_call_16_clients",
+        per_call,
+        "contacts/s",
+    );
+    report("group_commit_vs_per_call", group_commit / per_call, "ratio");
+
+    // A large database against an empty one: storage alone, fresh contacts, same call count.
+    let empty = Bench::start(Durability::Full, BATCH_ROWS);
+    let on_empty = empty.storage(0..calls, 0, 4);
+    drop(empty);
+    let large = Bench::start(Durability::Relaxed, BATCH_ROWS);
+    let stored_calls = options.stored / ROWS;
+    let fill_started = Instant::now();
+    for chunk in (0..stored_calls).step_by(200) {
+        large.storage(chunk..(chunk + 200).min(stored_calls), 0, 2);
+    }
+    report(
+        "fill_contacts_per_s",
+        options.stored as f64 / fill_started.elapsed().as_secs_f64(),
+        "contacts/s",
+    );
+    drop(large.server.store().writer().submit(Command::Ping));
+    // Measured durable, like the empty baseline: reopen the same file with FULL sync.
+    let path = large.db_path();
+    let dir = large._dir;
+    large.server.stopper().stop();
+    large.server.wait();
+    let reopened = Server::start(ServeConfig {
+        db: path,
         listen: "127.0.0.1:0".into(),
         accounts: vec![("bench".into(), KEY.into())],
-        durability: options.durability,
+        durability: Durability::Full,
         limits: Limits::default(),
+        batch_rows: BATCH_ROWS,
     })
-    .expect("the server starts");
-    let mut setup = Client::new(server.address());
-    let mut create = |method: &str, form: &str| {
-        setup
-            .post_form(
-                &format!("/en/api/{method}"),
-                &format!("api_key={KEY}&{form}"),
-            )
-            .json()["result"]["id"]
-            .as_i64()
-            .expect("created")
+    .expect("the large database reopens");
+    let large = Bench {
+        account_id: large.account_id,
+        fields: large.fields,
+        lists: large.lists,
+        server: reopened,
+        _dir: dir,
     };
-    let lists = (
-        create("createList", "title=One"),
-        create("createList", "title=Two"),
+    let on_large = large.storage(stored_calls..stored_calls + calls, 0, 4);
+    report("storage_new_empty_db", on_empty, "contacts/s");
+    report(
+        &format!("storage_new_with_{}_stored", options.stored),
+        on_large,
+        "contacts/s",
     );
-    create("createField", "name=City&type=string");
-    create("createField", "name=Score&type=number");
+    report("large_vs_empty", on_large / on_empty, "ratio");
+    drop(large);
 
-    let fresh: Vec<String> = (0..options.calls)
-        .map(|call| import_body(call, 0, lists))
-        .collect();
-    let updates: Vec<String> = (0..options.calls)
-        .map(|call| import_body(call, 1, lists))
-        .collect();
-    validation(&fresh[0]);
-    let clients = options.clients;
-    report(
-        &format!("import_http_new_{clients}_clients"),
-        run(&server, &fresh, clients),
-        "contacts/s",
-    );
-    report(
-        &format!("import_http_update_{clients}_clients"),
-        run(&server, &updates, clients),
-        "contacts/s",
-    );
-    // One client alone, on a further set of fresh contacts.
-    let more: Vec<String> = (options.calls..options.calls * 2)
-        .map(|call| import_body(call, 0, lists))
-        .collect();
-    report(
-        "import_http_new_1_client",
-        run(&server, &more, 1),
-        "contacts/s",
-    );
-    server.stopper().stop();
-    server.wait();
+    peak_memory(if options.quick { 40 } else { 200 });
+    report("bench_seconds", started.elapsed().as_secs_f64(), "s");
 }

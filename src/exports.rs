@@ -112,8 +112,10 @@ impl ExportWorker {
 
     fn export(&self, uuid: &str) {
         let task = match self.store.read(|conn| db::export_task(conn, uuid)) {
-            Ok(Some(task)) => task,
-            Ok(None) => return,
+            // A task made while the worker started is both listed as unfinished and queued:
+            // the second time round it is finished already.
+            Ok(Some(task)) if task.status == "new" || task.status == "processing" => task,
+            Ok(_) => return,
             Err(e) => return eprintln!("exporter: cannot read task {uuid}: {e}"),
         };
         if self.set_status(uuid, "processing", None, None).is_err() {

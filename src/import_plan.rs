@@ -16,7 +16,7 @@ pub const MAX_ROWS: usize = 500;
 pub const MAX_FIELD_COLUMNS: usize = 50;
 pub const MAX_CELL_BYTES: usize = 64 * 1024;
 /// Below this many rows, validating on the calling thread beats handing the rows to rayon.
-pub const PARALLEL_THRESHOLD: usize = 32;
+pub const PARALLEL_THRESHOLD: usize = 256;
 
 /// One of a contact's two channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -24,6 +24,8 @@ pub struct ServeConfig {
     pub accounts: Vec<(String, String)>,
     pub durability: Durability,
     pub limits: Limits,
+    /// Commands one transaction may take, in rows (see `store::writer`); 1 turns group commit off.
+    pub batch_rows: usize,
 }
 
 /// Why the server could not start; said in one line.
@@ -72,7 +74,11 @@ impl Stopper {
 
 impl Server {
     pub fn start(config: ServeConfig) -> Result<Server, StartError> {
-        let store = Arc::new(Store::open(&config.db, config.durability)?);
+        let store = Arc::new(Store::open_with(
+            &config.db,
+            config.durability,
+            config.batch_rows,
+        )?);
         let created_account = ensure_accounts(&store, &config.accounts)?;
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -103,6 +109,11 @@ impl Server {
             accept_thread,
             created_account,
         })
+    }
+
+    /// The store, for benchmarks that drive the writer without HTTP.
+    pub fn store(&self) -> &Store {
+        &self.app.store
     }
 
     pub fn address(&self) -> SocketAddr {

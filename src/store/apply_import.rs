@@ -11,8 +11,9 @@ use crate::model::{
     Timestamp,
 };
 use crate::store::contact_rows::{self, Found, TagIds, union_ignoring_case};
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, params};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// One entry of the answer's `log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,7 @@ struct CallState<'a> {
     overwrite_lists: bool,
     lists: HashSet<i64>,
     tag_ids: TagIds,
+    fresh: FreshRows,
     contact_limit: Option<i64>,
     contact_count: i64,
 }
@@ -77,6 +79,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
             .into_iter()
             .collect(),
         tag_ids: TagIds::default(),
+        fresh: FreshRows::default(),
         contact_limit,
         contact_count,
     };
@@ -119,6 +122,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
             },
         }
     }
+    state.fresh.insert(conn)?;
     Ok(outcome)
 }
 
@@ -215,18 +219,34 @@ impl CallState<'_> {
                 (contact.id, Applied::Updated, email_status)
             }
         };
+        // A contact created by this row has nothing yet to read or clear.
+        let fresh = matches!(applied, Applied::Inserted);
         if row.email.is_some() {
-            self.apply_lists(contact_id, Channel::Email, &row.email_changes.lists)?;
+            self.apply_lists(contact_id, Channel::Email, &row.email_changes.lists, fresh)?;
         }
         if row.phone.is_some() {
-            self.apply_lists(contact_id, Channel::Phone, &row.phone_changes.lists)?;
+            self.apply_lists(contact_id, Channel::Phone, &row.phone_changes.lists, fresh)?;
         }
         if let Some(tags) = final_tags {
-            self.tag_ids
-                .set_tags(self.conn, self.account_id, contact_id, &tags)?;
+            if fresh {
+                for name in &tags {
+                    let tag_id = self.tag_ids.id(self.conn, self.account_id, name)?;
+                    self.fresh.tags.push([contact_id, tag_id]);
+                }
+            } else {
+                contact_rows::clear_tags(self.conn, contact_id)?;
+                self.tag_ids
+                    .add_tags(self.conn, self.account_id, contact_id, &tags)?;
+            }
         }
         for (field_id, value) in &row.fields {
-            contact_rows::set_field(self.conn, contact_id, *field_id, value)?;
+            if !fresh {
+                contact_rows::set_field(self.conn, contact_id, *field_id, value)?;
+            } else if !value.is_empty() {
+                self.fresh
+                    .fields
+                    .push((contact_id, *field_id, value.clone()));
+            }
         }
         if row
             .email
@@ -431,25 +451,34 @@ impl CallState<'_> {
         }
     }
 
-    /// §5.4 step 5 for one channel.
-    fn apply_lists(&self, contact_id: i64, channel: Channel, lists: &ListChanges) -> Result<()> {
+    /// §5.4 step 5 for one channel. A fresh contact's memberships are queued for the call's
+    /// batched inserts; an existing one's are written at once.
+    fn apply_lists(
+        &mut self,
+        contact_id: i64,
+        channel: Channel,
+        lists: &ListChanges,
+        fresh: bool,
+    ) -> Result<()> {
         if !lists.given {
             return Ok(());
         }
-        let current = contact_rows::memberships(self.conn, contact_id, channel)?;
-        if self.overwrite_lists {
+        let current = if fresh {
+            HashMap::new()
+        } else {
+            contact_rows::memberships(self.conn, contact_id, channel)?
+        };
+        if self.overwrite_lists && !fresh {
             contact_rows::clear_memberships(self.conn, contact_id, channel)?;
         }
-        let write = |list_id: i64, state: MembershipState, time: Timestamp| {
-            contact_rows::put_membership(self.conn, contact_id, channel, list_id, state, time)
-        };
+        let mut wanted: Vec<(i64, MembershipState, Timestamp)> = Vec::new();
         for (list_id, given_time) in &lists.subscribed {
             let kept_time = match current.get(list_id) {
                 Some((MembershipState::Active, time)) if !self.overwrite_lists => Some(*time),
                 _ => None,
             };
             let time = given_time.or(kept_time).unwrap_or(self.now);
-            write(*list_id, MembershipState::Active, time)?;
+            wanted.push((*list_id, MembershipState::Active, time));
         }
         for (ids, state) in [
             (&lists.unsubscribed, MembershipState::Unsubscribed),
@@ -457,10 +486,71 @@ impl CallState<'_> {
         ] {
             for list_id in ids {
                 let time = current.get(list_id).map(|(_, t)| *t).unwrap_or(self.now);
-                write(*list_id, state, time)?;
+                wanted.push((*list_id, state, time));
+            }
+        }
+        for (list_id, state, time) in wanted {
+            if fresh {
+                self.fresh.memberships.push([
+                    contact_id,
+                    channel.code(),
+                    list_id,
+                    state.code(),
+                    time.0,
+                ]);
+            } else {
+                contact_rows::put_membership(self.conn, contact_id, channel, list_id, state, time)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Rows belonging to contacts this call created, inserted together at the end of the call with
+/// multi-row statements. A created contact's addresses appear in no later row of the call
+/// (duplicates are skipped), so no later row can reach it, and deferring is invisible.
+#[derive(Default)]
+struct FreshRows {
+    /// contact, channel, list, state, subscribed at.
+    memberships: Vec<[i64; 5]>,
+    /// contact, tag.
+    tags: Vec<[i64; 2]>,
+    /// contact, field, value.
+    fields: Vec<(i64, i64, String)>,
+}
+
+impl FreshRows {
+    fn insert(&self, conn: &Connection) -> Result<()> {
+        let memberships: Vec<[&dyn ToSql; 5]> = self
+            .memberships
+            .iter()
+            .map(|[a, b, c, d, e]| [a as &dyn ToSql, b, c, d, e])
+            .collect();
+        contact_rows::insert_rows(
+            conn,
+            "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)",
+            &memberships,
+        )?;
+        let tags: Vec<[&dyn ToSql; 2]> = self
+            .tags
+            .iter()
+            .map(|[a, b]| [a as &dyn ToSql, b])
+            .collect();
+        contact_rows::insert_rows(
+            conn,
+            "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id)",
+            &tags,
+        )?;
+        let fields: Vec<[&dyn ToSql; 3]> = self
+            .fields
+            .iter()
+            .map(|(a, b, c)| [a as &dyn ToSql, b, c])
+            .collect();
+        contact_rows::insert_rows(
+            conn,
+            "INSERT INTO field_values (contact_id, field_id, value)",
+            &fields,
+        )
     }
 }
 

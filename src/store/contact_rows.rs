@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::import_plan::Channel;
 use crate::model::{MembershipState, Timestamp};
+use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
@@ -155,8 +156,18 @@ impl TagIds {
         contact_id: i64,
         tags: &[String],
     ) -> Result<()> {
-        conn.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?
-            .execute([contact_id])?;
+        clear_tags(conn, contact_id)?;
+        self.add_tags(conn, account_id, contact_id, tags)
+    }
+
+    /// Adds `tags` to the contact, creating account tags for new names.
+    pub fn add_tags(
+        &mut self,
+        conn: &Connection,
+        account_id: i64,
+        contact_id: i64,
+        tags: &[String],
+    ) -> Result<()> {
         for name in tags {
             let tag_id = self.id(conn, account_id, name)?;
             conn.prepare_cached(
@@ -166,6 +177,13 @@ impl TagIds {
         }
         Ok(())
     }
+}
+
+/// Takes every tag off the contact.
+pub fn clear_tags(conn: &Connection, contact_id: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?
+        .execute([contact_id])?;
+    Ok(())
 }
 
 /// The existing tags followed by the given ones not already there (compared ignoring case).
@@ -203,4 +221,30 @@ pub fn fields_with_values(conn: &Connection, contact_id: i64) -> Result<Vec<i64>
         conn.prepare_cached("SELECT field_id FROM field_values WHERE contact_id = ?1")?;
     let rows = statement.query_map([contact_id], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Rows per multi-row INSERT: enough to amortise a statement, few enough variables for SQLite.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Inserts `rows` with `prefix` (`INSERT INTO t (a, b)`) in multi-row statements: chunks of 64,
+/// then the rest in chunks of 32, 16, ..., 1, so that only seven statement shapes are cached.
+pub fn insert_rows<const N: usize>(
+    conn: &Connection,
+    prefix: &str,
+    rows: &[[&dyn ToSql; N]],
+) -> Result<()> {
+    let mut rest = rows;
+    let mut size = ROWS_PER_INSERT;
+    while !rest.is_empty() {
+        while size > rest.len() {
+            size /= 2;
+        }
+        let (chunk, after) = rest.split_at(size);
+        let row = format!("({})", vec!["?"; N].join(", "));
+        let sql = format!("{prefix} VALUES {}", vec![row.as_str(); size].join(", "));
+        conn.prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        rest = after;
+    }
+    Ok(())
 }

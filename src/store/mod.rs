@@ -26,11 +26,20 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(path: &Path, durability: Durability) -> Result<Store, OpenError> {
+        Store::open_with(path, durability, writer::BATCH_ROWS)
+    }
+
+    /// As `open`, with the group-commit bound of the writer (1: a transaction per command).
+    pub fn open_with(
+        path: &Path,
+        durability: Durability,
+        batch_rows: usize,
+    ) -> Result<Store, OpenError> {
         let conn = db::open_writer(path, durability)?;
         let readers = db::open_readers(path, READERS)?;
         Ok(Store {
             readers,
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, batch_rows),
         })
     }
 

@@ -414,7 +414,7 @@ fn expired_tasks_and_their_files_are_removed() {
     assert_eq!(
         files.len(),
         2,
-        "the fresh task's file and the probe's: {files:?}"
+        "the fresh task's file and the probe's: {files:?}, old was {old_url}"
     );
     assert!(files.iter().all(|f| f.ends_with(".csv")));
 }
