@@ -72,8 +72,8 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     };
     let known_email_status = found
         .as_ref()
-        .filter(|f| f.email.as_deref() == plan.email.as_ref().map(Email::as_str))
-        .and_then(|f| f.email_status);
+        .filter(|f| f.email.address.as_deref() == plan.email.as_ref().map(Email::as_str))
+        .and_then(|f| f.email.status);
     let invite = match plan.opt_in {
         OptIn::Confirmed => false,
         OptIn::Invite => true,
@@ -164,7 +164,7 @@ fn add_channels(
 ) -> Result<()> {
     let available = Availability::Available.code();
     if let Some(email) = &plan.email {
-        let added = contact.email.is_none();
+        let added = contact.email.address.is_none();
         conn.prepare_cached(
             "UPDATE contacts SET email = ?2,
                 email_status = coalesce(email_status, ?3),
@@ -181,7 +181,7 @@ fn add_channels(
         ])?;
     }
     if let Some(phone) = &plan.phone {
-        let added = contact.phone.is_none();
+        let added = contact.phone.address.is_none();
         conn.prepare_cached(
             "UPDATE contacts SET phone = ?2,
                 phone_status = coalesce(phone_status, ?3),

@@ -10,7 +10,7 @@ use crate::model::{
     Availability, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, PhoneStatus, StatusCode,
     Timestamp,
 };
-use crate::store::contact_rows::{self, Found, TagIds, union_ignoring_case};
+use crate::store::contact_rows::{self, ChannelColumns, Found, TagIds, union_ignoring_case};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, params};
 use std::collections::{HashMap, HashSet};
@@ -179,8 +179,8 @@ impl CallState<'_> {
             return Ok(Err(note));
         }
         let existing_tags = match &found {
-            Some(contact) if !self.overwrite_tags && row.tags.is_some() => {
-                contact_rows::tags_of(self.conn, contact.id)?
+            Some(contact) if row.tags.is_some() => {
+                contact_rows::tags_with_ids(self.conn, contact.id)?
             }
             _ => Vec::new(),
         };
@@ -188,7 +188,9 @@ impl CallState<'_> {
             if self.overwrite_tags {
                 given.clone()
             } else {
-                union_ignoring_case(&existing_tags, given)
+                let names: Vec<String> =
+                    existing_tags.iter().map(|(_, name)| name.clone()).collect();
+                union_ignoring_case(&names, given)
             }
         });
         if final_tags
@@ -234,18 +236,39 @@ impl CallState<'_> {
                     self.fresh.tags.push([contact_id, tag_id]);
                 }
             } else {
-                contact_rows::clear_tags(self.conn, contact_id)?;
-                self.tag_ids
-                    .add_tags(self.conn, self.account_id, contact_id, &tags)?;
+                // Only the difference is written: a re-sync of unchanged tags writes nothing.
+                let mut wanted = Vec::with_capacity(tags.len());
+                for name in &tags {
+                    wanted.push(self.tag_ids.id(self.conn, self.account_id, name)?);
+                }
+                for (tag_id, _) in existing_tags.iter().filter(|(id, _)| !wanted.contains(id)) {
+                    contact_rows::remove_tag(self.conn, contact_id, *tag_id)?;
+                }
+                for tag_id in wanted
+                    .iter()
+                    .filter(|id| !existing_tags.iter().any(|(e, _)| e == *id))
+                {
+                    contact_rows::add_tag(self.conn, contact_id, *tag_id)?;
+                }
             }
         }
-        for (field_id, value) in &row.fields {
-            if !fresh {
-                contact_rows::set_field(self.conn, contact_id, *field_id, value)?;
-            } else if !value.is_empty() {
+        if fresh {
+            for (field_id, value) in row.fields.iter().filter(|(_, v)| !v.is_empty()) {
                 self.fresh
                     .fields
                     .push((contact_id, *field_id, value.clone()));
+            }
+        } else if !row.fields.is_empty() {
+            // Likewise for values: read once, write what differs.
+            let current = crate::store::db::field_values(self.conn, contact_id)?;
+            for (field_id, value) in &row.fields {
+                let unchanged = match current.get(field_id) {
+                    Some(old) => old == value,
+                    None => value.is_empty(),
+                };
+                if !unchanged {
+                    contact_rows::set_field(self.conn, contact_id, *field_id, value)?;
+                }
             }
         }
         if row
@@ -325,12 +348,17 @@ impl CallState<'_> {
     }
 
     /// A channel's columns as a new channel gets them: the given values, or the defaults.
-    fn new_channel(&self, channel: Channel, given: &ChannelChanges, address: &str) -> ChannelRow {
+    fn new_channel(
+        &self,
+        channel: Channel,
+        given: &ChannelChanges,
+        address: &str,
+    ) -> ChannelColumns {
         let default_status = match channel {
             Channel::Email => EmailStatus::New.code(),
             Channel::Phone => PhoneStatus::Active.code(),
         };
-        ChannelRow {
+        ChannelColumns {
             address: Some(address.to_string()),
             status: Some(given.status.unwrap_or(default_status)),
             availability: Some(given.availability.unwrap_or(Availability::Available).code()),
@@ -342,73 +370,39 @@ impl CallState<'_> {
     }
 
     /// Updates an existing contact's channels (§5.4 steps 1 and 4); returns its email status.
+    /// The row is written only when something in it changes.
     fn update_contact(
         &self,
         contact: &Found,
         row: &RowChanges,
         warnings: &mut Vec<RowNote>,
     ) -> Result<Option<i64>> {
-        let mut email_status = contact.email_status;
-        if let Some(email) = &row.email {
-            let values = self.channel_update(
+        let mut email = contact.email.clone();
+        if let Some(address) = &row.email {
+            let changes = self.channel_update(
                 Channel::Email,
-                contact.email.is_some(),
-                contact.email_status,
+                &contact.email,
                 &row.email_changes,
-                email.as_str(),
+                address.as_str(),
                 warnings,
             );
-            email_status = values.status.or(email_status);
-            self.conn
-                .prepare_cached(
-                    "UPDATE contacts SET email = ?2,
-                        email_status = coalesce(?3, email_status),
-                        email_availability = coalesce(?4, email_availability),
-                        email_add_time = coalesce(?5, email_add_time),
-                        email_request_ip = coalesce(?6, email_request_ip),
-                        email_confirm_time = coalesce(?7, email_confirm_time),
-                        email_confirm_ip = coalesce(?8, email_confirm_ip)
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    contact.id,
-                    values.address,
-                    values.status,
-                    values.availability,
-                    values.add_time,
-                    values.request_ip,
-                    values.confirm_time,
-                    values.confirm_ip
-                ])?;
+            email = contact.email.overlaid(&changes);
         }
-        if let Some(phone) = &row.phone {
-            let values = self.channel_update(
+        let mut phone = contact.phone.clone();
+        if let Some(address) = &row.phone {
+            let changes = self.channel_update(
                 Channel::Phone,
-                contact.phone.is_some(),
-                contact.phone_status,
+                &contact.phone,
                 &row.phone_changes,
-                phone.as_str(),
+                address.as_str(),
                 warnings,
             );
-            self.conn
-                .prepare_cached(
-                    "UPDATE contacts SET phone = ?2,
-                        phone_status = coalesce(?3, phone_status),
-                        phone_availability = coalesce(?4, phone_availability),
-                        phone_add_time = coalesce(?5, phone_add_time),
-                        phone_request_ip = coalesce(?6, phone_request_ip)
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    contact.id,
-                    values.address,
-                    values.status,
-                    values.availability,
-                    values.add_time,
-                    values.request_ip
-                ])?;
+            phone = contact.phone.overlaid(&changes);
         }
-        Ok(email_status)
+        if email != contact.email || phone != contact.phone {
+            contact_rows::update_channels(self.conn, contact.id, &email, &phone)?;
+        }
+        Ok(email.status)
     }
 
     /// The values to write on an existing contact's channel. A channel it lacks is added as for a
@@ -417,17 +411,16 @@ impl CallState<'_> {
     fn channel_update(
         &self,
         channel: Channel,
-        has_channel: bool,
-        current_status: Option<i64>,
+        current: &ChannelColumns,
         given: &ChannelChanges,
         address: &str,
         warnings: &mut Vec<RowNote>,
-    ) -> ChannelRow {
-        if !has_channel {
+    ) -> ChannelColumns {
+        if current.address.is_none() {
             return self.new_channel(channel, given, address);
         }
         let mut status = None;
-        if let (Some(wanted), Some(current)) = (given.status, current_status) {
+        if let (Some(wanted), Some(current)) = (given.status, current.status) {
             if StatusCode(current).may_be_replaced() {
                 status = Some(wanted);
             } else if wanted != current {
@@ -440,7 +433,7 @@ impl CallState<'_> {
                 ));
             }
         }
-        ChannelRow {
+        ChannelColumns {
             address: Some(address.to_string()),
             status,
             availability: given.availability.map(Availability::code),
@@ -468,9 +461,6 @@ impl CallState<'_> {
         } else {
             contact_rows::memberships(self.conn, contact_id, channel)?
         };
-        if self.overwrite_lists && !fresh {
-            contact_rows::clear_memberships(self.conn, contact_id, channel)?;
-        }
         let mut wanted: Vec<(i64, MembershipState, Timestamp)> = Vec::new();
         for (list_id, given_time) in &lists.subscribed {
             let kept_time = match current.get(list_id) {
@@ -489,16 +479,19 @@ impl CallState<'_> {
                 wanted.push((*list_id, state, time));
             }
         }
+        if self.overwrite_lists {
+            for list_id in current
+                .keys()
+                .filter(|id| !wanted.iter().any(|w| w.0 == **id))
+            {
+                contact_rows::remove_membership(self.conn, contact_id, channel, *list_id)?;
+            }
+        }
         for (list_id, state, time) in wanted {
             if fresh {
-                self.fresh.memberships.push([
-                    contact_id,
-                    channel.code(),
-                    list_id,
-                    state.code(),
-                    time.0,
-                ]);
-            } else {
+                let row = [contact_id, channel.code(), list_id, state.code(), time.0];
+                self.fresh.memberships.push(row);
+            } else if current.get(&list_id) != Some(&(state, time)) {
                 contact_rows::put_membership(self.conn, contact_id, channel, list_id, state, time)?;
             }
         }
@@ -552,18 +545,6 @@ impl FreshRows {
             &fields,
         )
     }
-}
-
-/// One channel's columns as written: `None` leaves a column as it is (on update).
-#[derive(Default)]
-struct ChannelRow {
-    address: Option<String>,
-    status: Option<i64>,
-    availability: Option<i64>,
-    add_time: Option<i64>,
-    request_ip: Option<String>,
-    confirm_time: Option<i64>,
-    confirm_ip: Option<String>,
 }
 
 fn status_name(channel: Channel, code: i64) -> &'static str {

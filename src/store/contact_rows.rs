@@ -9,13 +9,45 @@ use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
-/// A contact found by one of its addresses.
+/// One channel's columns of a contact row (the phone has no confirm columns).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelColumns {
+    pub address: Option<String>,
+    pub status: Option<i64>,
+    pub availability: Option<i64>,
+    pub add_time: Option<i64>,
+    pub request_ip: Option<String>,
+    pub confirm_time: Option<i64>,
+    pub confirm_ip: Option<String>,
+}
+
+impl ChannelColumns {
+    /// These columns with every given (`Some`) value of `changes` laid over them.
+    pub fn overlaid(&self, changes: &ChannelColumns) -> ChannelColumns {
+        ChannelColumns {
+            address: changes.address.clone().or_else(|| self.address.clone()),
+            status: changes.status.or(self.status),
+            availability: changes.availability.or(self.availability),
+            add_time: changes.add_time.or(self.add_time),
+            request_ip: changes
+                .request_ip
+                .clone()
+                .or_else(|| self.request_ip.clone()),
+            confirm_time: changes.confirm_time.or(self.confirm_time),
+            confirm_ip: changes
+                .confirm_ip
+                .clone()
+                .or_else(|| self.confirm_ip.clone()),
+        }
+    }
+}
+
+/// A contact found by one of its addresses, with its own columns.
+#[derive(Clone, Debug)]
 pub struct Found {
     pub id: i64,
-    pub email: Option<String>,
-    pub email_status: Option<i64>,
-    pub phone: Option<String>,
-    pub phone_status: Option<i64>,
+    pub email: ChannelColumns,
+    pub phone: ChannelColumns,
 }
 
 /// The account's contact with this address on `channel`.
@@ -27,12 +59,16 @@ pub fn find(
 ) -> Result<Option<Found>> {
     let sql = match channel {
         Channel::Email => {
-            "SELECT id, email, email_status, phone, phone_status FROM contacts
-             WHERE account_id = ?1 AND email = ?2"
+            "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
+                    email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
+                    phone_add_time, phone_request_ip
+             FROM contacts WHERE account_id = ?1 AND email = ?2"
         }
         Channel::Phone => {
-            "SELECT id, email, email_status, phone, phone_status FROM contacts
-             WHERE account_id = ?1 AND phone = ?2"
+            "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
+                    email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
+                    phone_add_time, phone_request_ip
+             FROM contacts WHERE account_id = ?1 AND phone = ?2"
         }
     };
     Ok(conn
@@ -40,13 +76,59 @@ pub fn find(
         .query_row(params![account_id, address], |row| {
             Ok(Found {
                 id: row.get(0)?,
-                email: row.get(1)?,
-                email_status: row.get(2)?,
-                phone: row.get(3)?,
-                phone_status: row.get(4)?,
+                email: ChannelColumns {
+                    address: row.get(1)?,
+                    status: row.get(2)?,
+                    availability: row.get(3)?,
+                    add_time: row.get(4)?,
+                    request_ip: row.get(5)?,
+                    confirm_time: row.get(6)?,
+                    confirm_ip: row.get(7)?,
+                },
+                phone: ChannelColumns {
+                    address: row.get(8)?,
+                    status: row.get(9)?,
+                    availability: row.get(10)?,
+                    add_time: row.get(11)?,
+                    request_ip: row.get(12)?,
+                    confirm_time: None,
+                    confirm_ip: None,
+                },
             })
         })
         .optional()?)
+}
+
+/// Writes every channel column of a contact.
+pub fn update_channels(
+    conn: &Connection,
+    contact_id: i64,
+    email: &ChannelColumns,
+    phone: &ChannelColumns,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE contacts SET email = ?2, email_status = ?3, email_availability = ?4,
+            email_add_time = ?5, email_request_ip = ?6, email_confirm_time = ?7,
+            email_confirm_ip = ?8, phone = ?9, phone_status = ?10, phone_availability = ?11,
+            phone_add_time = ?12, phone_request_ip = ?13
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        contact_id,
+        email.address,
+        email.status,
+        email.availability,
+        email.add_time,
+        email.request_ip,
+        email.confirm_time,
+        email.confirm_ip,
+        phone.address,
+        phone.status,
+        phone.availability,
+        phone.add_time,
+        phone.request_ip
+    ])?;
+    Ok(())
 }
 
 /// Deletes a contact with everything it has.
@@ -103,10 +185,17 @@ pub fn put_membership(
     Ok(())
 }
 
-/// Removes every membership of a channel.
-pub fn clear_memberships(conn: &Connection, contact_id: i64, channel: Channel) -> Result<()> {
-    conn.prepare_cached("DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2")?
-        .execute(params![contact_id, channel.code()])?;
+/// Removes one membership.
+pub fn remove_membership(
+    conn: &Connection,
+    contact_id: i64,
+    channel: Channel,
+    list_id: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2 AND list_id = ?3",
+    )?
+    .execute(params![contact_id, channel.code(), list_id])?;
     Ok(())
 }
 
@@ -177,6 +266,30 @@ impl TagIds {
         }
         Ok(())
     }
+}
+
+/// The contact's tags as (tag id, name), by name.
+pub fn tags_with_ids(conn: &Connection, contact_id: i64) -> Result<Vec<(i64, String)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT t.id, t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
+         WHERE ct.contact_id = ?1 ORDER BY t.name",
+    )?;
+    let rows = statement.query_map([contact_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Takes one tag off the contact.
+pub fn remove_tag(conn: &Connection, contact_id: i64, tag_id: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1 AND tag_id = ?2")?
+        .execute(params![contact_id, tag_id])?;
+    Ok(())
+}
+
+/// Puts one tag on the contact.
+pub fn add_tag(conn: &Connection, contact_id: i64, tag_id: i64) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
+        .execute(params![contact_id, tag_id])?;
+    Ok(())
 }
 
 /// Takes every tag off the contact.
