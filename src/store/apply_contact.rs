@@ -53,14 +53,12 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     if let Some(missing) = plan.list_ids.iter().find(|id| !lists.contains(id)) {
         return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
     }
-    let by_email = match &plan.email {
-        Some(email) => contact_rows::find(conn, account_id, Channel::Email, email.as_str())?,
-        None => None,
-    };
-    let by_phone = match &plan.phone {
-        Some(phone) => contact_rows::find(conn, account_id, Channel::Phone, phone.as_str())?,
-        None => None,
-    };
+    let (by_email, by_phone) = contact_rows::find_by_addresses(
+        conn,
+        account_id,
+        plan.email.as_ref().map(Email::as_str),
+        plan.phone.as_ref().map(Phone::as_str),
+    )?;
     let found = match (by_email, by_phone) {
         (Some(a), Some(b)) if a.id != b.id => {
             return Err(Error::unspecified(

@@ -7,8 +7,8 @@ use crate::import_plan::{
     Channel, ChannelChanges, ImportPlan, ListChanges, RowChanges, RowNote, Verdict, too_many_tags,
 };
 use crate::model::{
-    Availability, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, PhoneStatus, StatusCode,
-    Timestamp,
+    Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
+    StatusCode, Timestamp,
 };
 use crate::store::contact_rows::{self, ChannelColumns, Found, TagIds, union_ignoring_case};
 use rusqlite::types::ToSql;
@@ -146,18 +146,12 @@ impl CallState<'_> {
     /// Applies one checked row. The outer `Result` is a fault of the server; the inner one a
     /// rejection of the row, decided before anything of it is written.
     fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
-        let by_email = match &row.email {
-            Some(email) => {
-                contact_rows::find(self.conn, self.account_id, Channel::Email, email.as_str())?
-            }
-            None => None,
-        };
-        let by_phone = match &row.phone {
-            Some(phone) => {
-                contact_rows::find(self.conn, self.account_id, Channel::Phone, phone.as_str())?
-            }
-            None => None,
-        };
+        let (by_email, by_phone) = contact_rows::find_by_addresses(
+            self.conn,
+            self.account_id,
+            row.email.as_ref().map(Email::as_str),
+            row.phone.as_ref().map(Phone::as_str),
+        )?;
         let found = match (by_email, by_phone) {
             (Some(a), Some(b)) if a.id != b.id => {
                 return Ok(Err(RowNote::new(

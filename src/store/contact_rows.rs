@@ -50,6 +50,34 @@ pub struct Found {
     pub phone: ChannelColumns,
 }
 
+const FOUND_COLUMNS: &str = "SELECT id, email, email_status, email_availability, email_add_time,
+    email_request_ip, email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
+    phone_add_time, phone_request_ip FROM contacts";
+
+fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
+    Ok(Found {
+        id: row.get(0)?,
+        email: ChannelColumns {
+            address: row.get(1)?,
+            status: row.get(2)?,
+            availability: row.get(3)?,
+            add_time: row.get(4)?,
+            request_ip: row.get(5)?,
+            confirm_time: row.get(6)?,
+            confirm_ip: row.get(7)?,
+        },
+        phone: ChannelColumns {
+            address: row.get(8)?,
+            status: row.get(9)?,
+            availability: row.get(10)?,
+            add_time: row.get(11)?,
+            request_ip: row.get(12)?,
+            confirm_time: None,
+            confirm_ip: None,
+        },
+    })
+}
+
 /// The account's contact with this address on `channel`.
 pub fn find(
     conn: &Connection,
@@ -58,45 +86,47 @@ pub fn find(
     address: &str,
 ) -> Result<Option<Found>> {
     let sql = match channel {
-        Channel::Email => {
-            "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
-                    email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
-                    phone_add_time, phone_request_ip
-             FROM contacts WHERE account_id = ?1 AND email = ?2"
-        }
-        Channel::Phone => {
-            "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
-                    email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
-                    phone_add_time, phone_request_ip
-             FROM contacts WHERE account_id = ?1 AND phone = ?2"
-        }
+        Channel::Email => format!("{FOUND_COLUMNS} WHERE account_id = ?1 AND email = ?2"),
+        Channel::Phone => format!("{FOUND_COLUMNS} WHERE account_id = ?1 AND phone = ?2"),
     };
     Ok(conn
-        .prepare_cached(sql)?
-        .query_row(params![account_id, address], |row| {
-            Ok(Found {
-                id: row.get(0)?,
-                email: ChannelColumns {
-                    address: row.get(1)?,
-                    status: row.get(2)?,
-                    availability: row.get(3)?,
-                    add_time: row.get(4)?,
-                    request_ip: row.get(5)?,
-                    confirm_time: row.get(6)?,
-                    confirm_ip: row.get(7)?,
-                },
-                phone: ChannelColumns {
-                    address: row.get(8)?,
-                    status: row.get(9)?,
-                    availability: row.get(10)?,
-                    add_time: row.get(11)?,
-                    request_ip: row.get(12)?,
-                    confirm_time: None,
-                    confirm_ip: None,
-                },
-            })
-        })
+        .prepare_cached(&sql)?
+        .query_row(params![account_id, address], read_found)
         .optional()?)
+}
+
+/// The contacts owning this email and this phone (the same one, two, or none), with one query
+/// when both are given.
+pub fn find_by_addresses(
+    conn: &Connection,
+    account_id: i64,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Result<(Option<Found>, Option<Found>)> {
+    let (Some(email), Some(phone)) = (email, phone) else {
+        let by_email = match email {
+            Some(email) => find(conn, account_id, Channel::Email, email)?,
+            None => None,
+        };
+        let by_phone = match phone {
+            Some(phone) => find(conn, account_id, Channel::Phone, phone)?,
+            None => None,
+        };
+        return Ok((by_email, by_phone));
+    };
+    let sql = format!("{FOUND_COLUMNS} WHERE account_id = ?1 AND (email = ?2 OR phone = ?3)");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let (mut by_email, mut by_phone) = (None, None);
+    for found in statement.query_map(params![account_id, email, phone], read_found)? {
+        let found = found?;
+        if found.phone.address.as_deref() == Some(phone) {
+            by_phone = Some(found.clone());
+        }
+        if found.email.address.as_deref() == Some(email) {
+            by_email = Some(found);
+        }
+    }
+    Ok((by_email, by_phone))
 }
 
 /// Writes every channel column of a contact.
