@@ -104,7 +104,7 @@ fn main() {
         accounts: vec![("bench".into(), KEY.into())],
         durability: Durability::Relaxed,
         limits: Limits::default(),
-        batch_rows: unisender_local::store::writer::BATCH_ROWS,
+        writer: unisender_local::store::writer::WriterOptions::default(),
     })
     .expect("the server starts");
     let mut client = Client::new(server.address());

@@ -25,7 +25,7 @@ use unisender_local::import_plan::{
 use unisender_local::params::{Key, Param};
 use unisender_local::server::{ServeConfig, Server};
 use unisender_local::store::db::{self, Durability};
-use unisender_local::store::writer::{BATCH_ROWS, Command};
+use unisender_local::store::writer::{BATCH_ROWS, Command, WriterOptions};
 
 const KEY: &str = "bench-key-0123456789";
 const ROWS: usize = 500;
@@ -90,7 +90,10 @@ impl Bench {
             accounts: vec![("bench".into(), KEY.into())],
             durability,
             limits: Limits::default(),
-            batch_rows,
+            writer: WriterOptions {
+                batch_rows,
+                ..WriterOptions::default()
+            },
         })
         .expect("the server starts");
         let mut client = Client::new(server.address());
@@ -182,6 +185,35 @@ impl Bench {
             }
         });
         (calls.len() * ROWS) as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// `calls` calls of 10 fresh rows each over `clients` connections: contacts per second.
+    fn http_small(&self, calls: usize, clients: usize) -> f64 {
+        let bodies: Vec<String> = (0..calls)
+            .map(|c| {
+                let mut body = format!("api_key={KEY}&field_names[0]=email&field_names[1]=tags");
+                for row in 0..10 {
+                    body.push_str(&format!(
+                        "&data[{row}][0]=small{c}-{row}%40example.com&data[{row}][1]=t"
+                    ));
+                }
+                body
+            })
+            .collect();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for client in 0..clients {
+                let (address, bodies) = (self.server.address(), &bodies);
+                scope.spawn(move || {
+                    let mut http = Client::new(address);
+                    for body in bodies.iter().skip(client).step_by(clients) {
+                        let answer = http.post_form("/en/api/importContacts", body).json();
+                        assert_eq!(answer["result"]["inserted"], 10, "{answer:.200}");
+                    }
+                });
+            }
+        });
+        (calls * 10) as f64 / started.elapsed().as_secs_f64()
     }
 
     /// The whole HTTP path with `clients` connections: contacts per second.
@@ -428,6 +460,29 @@ fn main() {
         "contacts/s",
     );
     report("group_commit_vs_per_call", group_commit / per_call, "ratio");
+    // The same with small calls (10 rows), where a commit is a larger share of a call's cost.
+    let small_calls = calls * 10;
+    let grouped = Bench::start(Durability::Full, BATCH_ROWS);
+    let group_small = grouped.http_small(small_calls, 16);
+    drop(grouped);
+    let single = Bench::start(Durability::Full, 1);
+    let per_call_small = single.http_small(small_calls, 16);
+    drop(single);
+    report(
+        "group_commit_16_clients_10_row_calls",
+        group_small,
+        "contacts/s",
+    );
+    report(
+        "one_transaction_per_call_16_clients_10_row_calls",
+        per_call_small,
+        "contacts/s",
+    );
+    report(
+        "group_commit_vs_per_call_10_row_calls",
+        group_small / per_call_small,
+        "ratio",
+    );
 
     // A large database against an empty one: storage alone, fresh contacts, same call count.
     let empty = Bench::start(Durability::Full, BATCH_ROWS);
@@ -456,7 +511,7 @@ fn main() {
         accounts: vec![("bench".into(), KEY.into())],
         durability: Durability::Full,
         limits: Limits::default(),
-        batch_rows: BATCH_ROWS,
+        writer: WriterOptions::default(),
     })
     .expect("the large database reopens");
     let large = Bench {

@@ -131,7 +131,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             idle_timeout: std::time::Duration::from_secs(args.read_timeout),
             ..Limits::default()
         },
-        batch_rows: unisender_local::store::writer::BATCH_ROWS,
+        writer: unisender_local::store::writer::WriterOptions::default(),
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
     // Installed before the listening line: whoever reads that line may signal at once.

@@ -8,7 +8,7 @@ use crate::http::routes;
 use crate::http::wire::{self, Limits};
 use crate::store::Store;
 use crate::store::db::{AccountRecord, Durability, OpenError};
-use crate::store::writer::{Command, UpsertedAccount};
+use crate::store::writer::{Command, UpsertedAccount, WriterOptions};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,8 +24,8 @@ pub struct ServeConfig {
     pub accounts: Vec<(String, String)>,
     pub durability: Durability,
     pub limits: Limits,
-    /// Commands one transaction may take, in rows (see `store::writer`); 1 turns group commit off.
-    pub batch_rows: usize,
+    /// The writer's group commit and queue (see `store::writer`).
+    pub writer: WriterOptions,
 }
 
 /// Why the server could not start; said in one line.
@@ -77,7 +77,7 @@ impl Server {
         let store = Arc::new(Store::open_with(
             &config.db,
             config.durability,
-            config.batch_rows,
+            config.writer,
         )?);
         let created_account = ensure_accounts(&store, &config.accounts)?;
         let listener = TcpListener::bind(&config.listen)

@@ -12,7 +12,7 @@ pub mod writer;
 use crate::error::Result;
 use db::{Durability, OpenError, ReaderPool};
 use std::path::Path;
-use writer::Writer;
+use writer::{Writer, WriterOptions};
 
 /// Read-only connections: enough for the HTTP workers without holding many file handles.
 const READERS: u32 = 8;
@@ -26,20 +26,20 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(path: &Path, durability: Durability) -> Result<Store, OpenError> {
-        Store::open_with(path, durability, writer::BATCH_ROWS)
+        Store::open_with(path, durability, WriterOptions::default())
     }
 
-    /// As `open`, with the group-commit bound of the writer (1: a transaction per command).
+    /// As `open`, with the writer's batching and queue options.
     pub fn open_with(
         path: &Path,
         durability: Durability,
-        batch_rows: usize,
+        options: WriterOptions,
     ) -> Result<Store, OpenError> {
         let conn = db::open_writer(path, durability)?;
         let readers = db::open_readers(path, READERS)?;
         Ok(Store {
             readers,
-            writer: Writer::start(conn, batch_rows),
+            writer: Writer::start(conn, options),
         })
     }
 

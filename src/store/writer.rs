@@ -17,16 +17,49 @@ use crate::store::db::{AccountRecord, ExportTask};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Commands waiting for the writer; a caller finding the queue full waits (backpressure).
-const QUEUE_CAPACITY: usize = 64;
+pub const QUEUE_CAPACITY: usize = 64;
 /// One transaction takes commands until they carry this many rows (group commit).
 pub const BATCH_ROWS: usize = 4000;
 /// How long a caller waits for room in the queue before answering `retry_later`.
-const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the writer batches and how long callers wait for it.
+#[derive(Clone, Copy, Debug)]
+pub struct WriterOptions {
+    /// Rows one transaction may take (group commit); 1 gives every command its own transaction.
+    pub batch_rows: usize,
+    /// Commands that may wait in the queue.
+    pub queue_capacity: usize,
+    /// How long a caller waits for room in a full queue before `retry_later`.
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> WriterOptions {
+        WriterOptions {
+            batch_rows: BATCH_ROWS,
+            queue_capacity: QUEUE_CAPACITY,
+            enqueue_timeout: ENQUEUE_TIMEOUT,
+        }
+    }
+}
+
+/// What the writer has done, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed or rolled back.
+    pub batches: AtomicU64,
+    /// Commands run.
+    pub commands: AtomicU64,
+    /// Batches run a second time, with savepoints, because a command failed.
+    pub retried_batches: AtomicU64,
+}
 
 type Reply<T> = Sender<Result<T>>;
 
@@ -107,20 +140,30 @@ pub struct UpsertedAccount {
 /// The handle the rest of the server holds: a way to submit commands and wait for the answer.
 pub struct Writer {
     queue: Sender<Command>,
+    enqueue_timeout: Duration,
+    pub stats: Arc<WriterStats>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
     /// Starts the thread. `batch_rows` bounds a group commit; 1 gives every command its own
     /// transaction (the baseline the benchmark compares group commit with).
-    pub fn start(conn: Connection, batch_rows: usize) -> Writer {
-        let (queue, commands) = bounded(QUEUE_CAPACITY);
+    pub fn start(conn: Connection, options: WriterOptions) -> Writer {
+        let (queue, commands) = bounded(options.queue_capacity.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let writer_loop = WriterLoop {
+            conn,
+            batch_rows: options.batch_rows.max(1),
+            stats: stats.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("writer".into())
-            .spawn(move || WriterLoop { conn, batch_rows }.run(commands))
+            .spawn(move || writer_loop.run(commands))
             .expect("the writer thread can be spawned at start-up");
         Writer {
             queue,
+            enqueue_timeout: options.enqueue_timeout,
+            stats,
             thread: Mutex::new(Some(thread)),
         }
     }
@@ -128,7 +171,10 @@ impl Writer {
     /// Sends a command built around its reply channel and waits for the committed answer.
     pub fn submit<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (reply, answer) = bounded(1);
-        match self.queue.send_timeout(command(reply), ENQUEUE_TIMEOUT) {
+        match self
+            .queue
+            .send_timeout(command(reply), self.enqueue_timeout)
+        {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => {
                 return Err(Error::Overloaded("the write queue is full"));
@@ -158,6 +204,7 @@ type PendingAnswer = Box<dyn FnOnce(Option<&str>) + Send>;
 struct WriterLoop {
     conn: Connection,
     batch_rows: usize,
+    stats: Arc<WriterStats>,
 }
 
 impl WriterLoop {
@@ -189,8 +236,15 @@ impl WriterLoop {
     /// (`test_mode`) always run in their own savepoint.
     fn apply_batch(&mut self, batch: Vec<Command>) -> bool {
         let stop = batch.iter().any(|c| matches!(c, Command::Stop(_)));
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .commands
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let ran = match self.run_in_transaction(&batch, false) {
-            Ok(Ran::Retry) => self.run_in_transaction(&batch, true),
+            Ok(Ran::Retry) => {
+                self.stats.retried_batches.fetch_add(1, Ordering::Relaxed);
+                self.run_in_transaction(&batch, true)
+            }
             other => other,
         };
         match ran {

@@ -9,3 +9,4 @@ mod import_rows;
 mod request_errors;
 mod round_trip;
 mod transport;
+mod writer;
