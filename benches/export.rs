@@ -105,6 +105,7 @@ fn main() {
         durability: Durability::Relaxed,
         limits: Limits::default(),
         writer: unisender_local::store::writer::WriterOptions::default(),
+        max_pages: None,
     })
     .expect("the server starts");
     let mut client = Client::new(server.address());

@@ -94,6 +94,7 @@ impl Bench {
                 batch_rows,
                 ..WriterOptions::default()
             },
+            max_pages: None,
         })
         .expect("the server starts");
         let mut client = Client::new(server.address());
@@ -512,6 +513,7 @@ fn main() {
         durability: Durability::Full,
         limits: Limits::default(),
         writer: WriterOptions::default(),
+        max_pages: None,
     })
     .expect("the large database reopens");
     let large = Bench {

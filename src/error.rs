@@ -75,8 +75,12 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<rusqlite::Error> for Error {
+    /// A full disk (or a database at its page limit) is a condition to retry after, not a fault.
     fn from(error: rusqlite::Error) -> Error {
-        Error::Internal(format!("sqlite: {error}"))
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::Overloaded("the database's disk is full"),
+            _ => Error::Internal(format!("sqlite: {error}")),
+        }
     }
 }
 

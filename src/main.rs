@@ -30,6 +30,18 @@ enum Commands {
         #[command(subcommand)]
         action: AccountsAction,
     },
+    /// Copy the database consistently, even while a server is serving it.
+    Backup {
+        #[command(flatten)]
+        db: DbArg,
+        /// Where to write the copy (must not exist yet).
+        out: PathBuf,
+    },
+    /// Check the database's integrity; exit code 1 when it is damaged.
+    Check {
+        #[command(flatten)]
+        db: DbArg,
+    },
 }
 
 #[derive(clap::Args)]
@@ -60,6 +72,10 @@ struct ServeArgs {
     /// is closed.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     read_timeout: u64,
+    /// Cap the database at this many pages of 4 KiB, as if the disk were that small (to test
+    /// how clients cope with a full disk).
+    #[arg(long, value_name = "PAGES")]
+    max_pages: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +110,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Commands::Serve(args) => serve(args),
         Commands::Accounts { action } => accounts(action),
+        Commands::Backup { db, out } => backup(&db.db, &out),
+        Commands::Check { db } => check(&db.db),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +150,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             ..Limits::default()
         },
         writer: unisender_local::store::writer::WriterOptions::default(),
+        max_pages: args.max_pages,
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
     // Installed before the listening line: whoever reads that line may signal at once.
@@ -204,4 +223,36 @@ fn accounts(action: AccountsAction) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn backup(db: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
+    if out.exists() {
+        return Err(format!(
+            "{} exists already; choose a new file",
+            out.display()
+        ));
+    }
+    let copied = db::backup(db, out).map_err(|e| e.to_string())?;
+    println!(
+        "copied {} to {} ({copied} bytes)",
+        db.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn check(db: &std::path::Path) -> Result<(), String> {
+    let problems = db::integrity_problems(db).map_err(|e| e.to_string())?;
+    if problems.is_empty() {
+        println!("{}: ok", db.display());
+        return Ok(());
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    Err(format!(
+        "{}: {} problem(s) found",
+        db.display(),
+        problems.len()
+    ))
 }

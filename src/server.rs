@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// The writer's group commit and queue (see `store::writer`).
     pub writer: WriterOptions,
+    /// A cap on the database's pages, standing in for a small disk.
+    pub max_pages: Option<u64>,
 }
 
 /// Why the server could not start; said in one line.
@@ -78,6 +80,7 @@ impl Server {
             &config.db,
             config.durability,
             config.writer,
+            config.max_pages,
         )?);
         let created_account = ensure_accounts(&store, &config.accounts)?;
         let listener = TcpListener::bind(&config.listen)

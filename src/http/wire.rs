@@ -385,6 +385,10 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, ReadFailure> {
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
+        // An HTTP version this server does not speak, as opposed to no HTTP at all.
+        Err(httparse::Error::Version) if asks_other_version(head) => {
+            return Err(ReadFailure::Refuse(505, "HTTP/1.0 and HTTP/1.1 only"));
+        }
         _ => {
             return Err(ReadFailure::Refuse(
                 400,
@@ -415,6 +419,16 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, ReadFailure> {
         headers,
         body: Vec::new(),
     })
+}
+
+/// Whether the request line ends in an `HTTP/...` version token.
+fn asks_other_version(head: &[u8]) -> bool {
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    line.trim_end()
+        .rsplit(' ')
+        .next()
+        .is_some_and(|version| version.starts_with("HTTP/"))
 }
 
 fn content_length(request: &HttpRequest) -> Result<Option<usize>, ReadFailure> {

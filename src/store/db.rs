@@ -37,7 +37,11 @@ impl std::error::Error for OpenError {}
 
 /// Opens (or creates) the database for writing. The file is only read until it has been found
 /// to be this program's database of a version it knows, so a wrong file is left untouched.
-pub fn open_writer(path: &Path, durability: Durability) -> Result<Connection, OpenError> {
+pub fn open_writer(
+    path: &Path,
+    durability: Durability,
+    max_pages: Option<u64>,
+) -> Result<Connection, OpenError> {
     let shown = path.display();
     if path.is_dir() {
         return Err(OpenError(format!(
@@ -86,6 +90,11 @@ pub fn open_writer(path: &Path, durability: Durability) -> Result<Connection, Op
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
             .map_err(|e| OpenError(format!("cannot create the schema in {shown}: {e}")))?;
     }
+    if let Some(pages) = max_pages {
+        // The page limit stands in for a small disk: past it, writes fail with SQLITE_FULL.
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(not_ours)?;
+    }
     Ok(conn)
 }
 
@@ -123,17 +132,25 @@ pub struct AccountRecord {
     pub api_key: String,
 }
 
+/// The account this key belongs to. Every account's key is compared, each in constant time, so
+/// that neither the time an answer takes nor an index search tells how much of a guess was right.
 pub fn account_by_key(conn: &Connection, key: &str) -> Result<Option<Account>> {
-    Ok(conn
-        .prepare_cached("SELECT id, login, contact_limit FROM accounts WHERE api_key = ?1")?
-        .query_row([key], |row| {
-            Ok(Account {
-                id: row.get(0)?,
-                login: row.get(1)?,
-                contact_limit: row.get(2)?,
-            })
-        })
-        .optional()?)
+    let mut found = None;
+    for record in accounts(conn)? {
+        if keys_equal(record.api_key.as_bytes(), key.as_bytes()) && found.is_none() {
+            found = Some(record.account);
+        }
+    }
+    Ok(found)
+}
+
+/// Compares two keys in time that depends on their lengths only.
+fn keys_equal(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
 }
 
 pub fn accounts(conn: &Connection) -> Result<Vec<AccountRecord>> {
@@ -385,4 +402,60 @@ pub fn contact_total(conn: &Connection, account_id: i64) -> Result<i64> {
             "SELECT coalesce(sum(contacts), 0) FROM contact_blocks WHERE account_id = ?1",
         )?
         .query_row([account_id], |row| row.get(0))?)
+}
+
+/// Opens an existing database read-only, without creating or changing anything.
+fn open_existing_read_only(path: &Path) -> Result<Connection, OpenError> {
+    if !path.is_file() {
+        return Err(OpenError(format!(
+            "{} is not a database file",
+            path.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(|e| OpenError(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Writes a consistent copy of the database to `out` (`VACUUM INTO`, which reads one snapshot
+/// and works while a server writes); answers the copy's size.
+pub fn backup(path: &Path, out: &Path) -> Result<u64, OpenError> {
+    let conn = open_existing_read_only(path)?;
+    let target = out
+        .to_str()
+        .ok_or_else(|| OpenError("the backup path is not UTF-8".into()))?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .map_err(|e| OpenError(format!("backup failed: {e}")))?;
+    std::fs::metadata(out)
+        .map(|m| m.len())
+        .map_err(|e| OpenError(format!("backup failed: {e}")))
+}
+
+/// What `PRAGMA integrity_check` finds wrong; empty when the database is sound.
+pub fn integrity_problems(path: &Path) -> Result<Vec<String>, OpenError> {
+    let conn = open_existing_read_only(path)?;
+    let fail = |e: rusqlite::Error| OpenError(format!("cannot check {}: {e}", path.display()));
+    let mut statement = conn.prepare("PRAGMA integrity_check").map_err(fail)?;
+    let found: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .map_err(fail)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(fail)?;
+    Ok(found.into_iter().filter(|line| line != "ok").collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keys_equal;
+
+    #[test]
+    fn key_comparison() {
+        assert!(keys_equal(b"abc123", b"abc123"));
+        assert!(!keys_equal(b"abc123", b"abc124"));
+        assert!(!keys_equal(b"abc123", b"abc12"));
+        assert!(!keys_equal(b"", b"x"));
+        assert!(keys_equal(b"", b""));
+    }
 }

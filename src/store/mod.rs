@@ -26,7 +26,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(path: &Path, durability: Durability) -> Result<Store, OpenError> {
-        Store::open_with(path, durability, WriterOptions::default())
+        Store::open_with(path, durability, WriterOptions::default(), None)
     }
 
     /// As `open`, with the writer's batching and queue options.
@@ -34,8 +34,9 @@ impl Store {
         path: &Path,
         durability: Durability,
         options: WriterOptions,
+        max_pages: Option<u64>,
     ) -> Result<Store, OpenError> {
-        let conn = db::open_writer(path, durability)?;
+        let conn = db::open_writer(path, durability, max_pages)?;
         let readers = db::open_readers(path, READERS)?;
         Ok(Store {
             readers,

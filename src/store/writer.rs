@@ -199,7 +199,23 @@ impl Writer {
 }
 
 /// A caller's answer, sent only after the transaction holding its command has ended.
-type PendingAnswer = Box<dyn FnOnce(Option<&str>) + Send>;
+type PendingAnswer = Box<dyn FnOnce(Option<&CommitFailure>) + Send>;
+
+/// Why a commit failed: every kept write of the batch is answered with it.
+struct CommitFailure {
+    disk_full: bool,
+    message: String,
+}
+
+impl CommitFailure {
+    fn error(&self) -> Error {
+        if self.disk_full {
+            Error::Overloaded("the database's disk is full")
+        } else {
+            Error::Internal(self.message.clone())
+        }
+    }
+}
 
 struct WriterLoop {
     conn: Connection,
@@ -252,13 +268,15 @@ impl WriterLoop {
             Ok(Ran::Retry) => unreachable!("a run with savepoints never asks for a retry"),
             Ok(Ran::Open(answers)) => {
                 let commit_failure = self.conn.execute_batch("COMMIT").err().map(|e| {
-                    let why = format!("commit failed: {e}");
-                    eprintln!("writer: {why}");
+                    eprintln!("writer: commit failed: {e}");
                     let _ = self.conn.execute_batch("ROLLBACK");
-                    why
+                    CommitFailure {
+                        disk_full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                        message: format!("commit failed: {e}"),
+                    }
                 });
                 for answer in answers {
-                    answer(commit_failure.as_deref());
+                    answer(commit_failure.as_ref());
                 }
             }
             Err(why) => {
@@ -288,7 +306,7 @@ impl WriterLoop {
             let outcome = catch_unwind(AssertUnwindSafe(|| apply_command(conn, command)));
             let (keep, answer) = outcome.unwrap_or_else(|_| {
                 eprintln!("writer: a command panicked; it was rolled back");
-                let dropped: PendingAnswer = Box::new(|_: Option<&str>| {});
+                let dropped: PendingAnswer = Box::new(|_: Option<&CommitFailure>| {});
                 (Applied::Failed, dropped)
             });
             if own_savepoint {
@@ -472,7 +490,7 @@ fn answer_after_commit<T: Send + 'static>(
     let reply = reply.clone();
     let answer: PendingAnswer = Box::new(move |commit_failure| {
         let result = match commit_failure {
-            Some(why) if applied == Applied::Kept => Err(Error::Internal(why.to_string())),
+            Some(failure) if applied == Applied::Kept => Err(failure.error()),
             _ => result,
         };
         let _ = reply.send(result);

@@ -6,6 +6,7 @@ mod export;
 mod export_async;
 mod import_apply;
 mod import_rows;
+mod reliability;
 mod request_errors;
 mod round_trip;
 mod transport;

@@ -22,6 +22,7 @@ fn server(dir: &tempfile::TempDir, writer: WriterOptions) -> Server {
         durability: Durability::Relaxed,
         limits: Limits::default(),
         writer,
+        max_pages: None,
     })
     .expect("the server starts")
 }
