@@ -4,6 +4,7 @@ mod cli;
 mod contacts;
 mod export;
 mod export_async;
+mod handler_properties;
 mod import_apply;
 mod import_rows;
 mod reliability;
