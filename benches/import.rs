@@ -2,7 +2,7 @@
 //! and noisy: only ratios from one run count). Standard row shape: email, phone, two user fields,
 //! two lists with subscribe times, two tags. Prints JSON lines `{"name", "value", "unit"}`.
 //!
-//! `cargo bench --bench import -- [--quick] [--calls N] [--stored N] [--storage-only]`
+//! `cargo bench --bench import -- [--quick] [--calls N] [--stored N] [--storage-only] [--latency-only]`
 //!
 //! - validation of N rows on one thread versus rayon (to pick the threshold);
 //! - storage alone: the writer applying pre-validated 500-row calls, fresh and updates;
@@ -43,6 +43,8 @@ struct Options {
     quick: bool,
     /// Only the storage-alone rows: for profiling the writer.
     storage_only: bool,
+    /// Only the single-call latency rows: for profiling one call end to end.
+    latency_only: bool,
     calls: usize,
     stored: usize,
 }
@@ -59,6 +61,7 @@ fn options() -> Options {
     Options {
         quick,
         storage_only: args.iter().any(|a| a == "--storage-only"),
+        latency_only: args.iter().any(|a| a == "--latency-only"),
         calls: value("--calls").unwrap_or(if quick { 20 } else { 100 }),
         stored: value("--stored").unwrap_or(if quick { 500_000 } else { 10_000_000 }),
     }
@@ -419,6 +422,10 @@ fn main() {
     // Storage alone against the whole HTTP path, durable, in one database: fresh contacts, then
     // updates of the same contacts.
     let bench = Bench::start(Durability::Full, BATCH_ROWS);
+    if options.latency_only {
+        latency(&bench, 0..calls.max(50));
+        return;
+    }
     if options.storage_only {
         report("storage_new", bench.storage(0..calls, 0, 4), "contacts/s");
         report(
