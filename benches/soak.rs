@@ -16,13 +16,20 @@ use std::time::{Duration, Instant};
 const KEY: &str = "soak-key-0123456789";
 
 fn report(name: &str, value: f64, unit: &str) {
-    println!("{}", serde_json::json!({"name": name, "value": (value * 10.0).round() / 10.0, "unit": unit}));
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "value": (value * 10.0).round() / 10.0, "unit": unit})
+    );
 }
 
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .map(str::to_string)
+        })
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
@@ -37,7 +44,14 @@ fn main() {
         .unwrap_or(1.0);
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_unisender-local"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--account", &format!("soak:{KEY}"), "--db"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--account",
+            &format!("soak:{KEY}"),
+            "--db",
+        ])
         .arg(dir.path().join("soak.db"))
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -46,7 +60,11 @@ fn main() {
     std::io::BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("the listening line");
-    let address: std::net::SocketAddr = line.trim().trim_start_matches("listening on http://").parse().expect("an address");
+    let address: std::net::SocketAddr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .parse()
+        .expect("an address");
     Client::new(address).post_form("/en/api/createList", &format!("api_key={KEY}&title=Soak"));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,8 +111,16 @@ fn main() {
     stop.store(true, Ordering::SeqCst);
     clients.into_iter().for_each(|c| drop(c.join()));
     report("soak_minutes", minutes, "min");
-    report("soak_calls_answered", calls.load(Ordering::SeqCst) as f64, "calls");
-    report("soak_error_answers", errors.load(Ordering::SeqCst) as f64, "calls");
+    report(
+        "soak_calls_answered",
+        calls.load(Ordering::SeqCst) as f64,
+        "calls",
+    );
+    report(
+        "soak_error_answers",
+        errors.load(Ordering::SeqCst) as f64,
+        "calls",
+    );
     report("soak_rss_after_1s", first.unwrap_or(f64::NAN), "MiB");
     report("soak_rss_at_end", last, "MiB");
     report("soak_rss_peak", peak, "MiB");

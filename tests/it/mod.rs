@@ -7,6 +7,7 @@ mod export_async;
 mod handler_properties;
 mod import_apply;
 mod import_rows;
+mod isolation;
 mod reliability;
 mod request_errors;
 mod round_trip;
