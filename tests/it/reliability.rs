@@ -227,6 +227,19 @@ fn contacts_per_call(db: &std::path::Path) -> HashMap<String, i64> {
         .collect()
 }
 
+/// The contact total a freshly started server reports for the database.
+fn served_total(db: &std::path::Path) -> i64 {
+    let (mut child, address) = spawn(db, &[]);
+    let total = Client::new(address)
+        .post_form(
+            "/en/api/getTotalContactsCount",
+            &form(&[("api_key", CORPUS_KEY), ("login", "crash")]),
+        )
+        .json();
+    assert!(terminate(&mut child).success());
+    total["result"]["total"].as_i64().unwrap()
+}
+
 fn integrity_ok(db: &std::path::Path) {
     let output = binary().args(["check", "--db"]).arg(db).output().unwrap();
     assert!(
@@ -325,18 +338,10 @@ fn crash_safety_every_answered_call_survives_sigkill() {
         "some calls were answered before the kills"
     );
     // And a restarted server serves the same data.
-    let (mut child, address) = spawn(&db, &[]);
-    let total = Client::new(address)
-        .post_form(
-            "/en/api/getTotalContactsCount",
-            &form(&[("api_key", CORPUS_KEY), ("login", "crash")]),
-        )
-        .json();
     assert_eq!(
-        total["result"]["total"].as_i64().unwrap(),
+        served_total(&db),
         contacts_per_call(&db).values().sum::<i64>()
     );
-    assert!(terminate(&mut child).success());
 }
 
 #[test]
@@ -644,18 +649,7 @@ fn backup_while_serving_and_check() {
     let stored = contacts_per_call(&copy);
     assert!(!stored.is_empty());
     assert!(stored.values().all(|n| *n == 20), "{stored:?}");
-    let (mut child, address) = spawn(&copy, &[]);
-    let total = Client::new(address)
-        .post_form(
-            "/en/api/getTotalContactsCount",
-            &form(&[("api_key", CORPUS_KEY), ("login", "crash")]),
-        )
-        .json();
-    assert_eq!(
-        total["result"]["total"].as_i64().unwrap(),
-        stored.values().sum::<i64>()
-    );
-    assert!(terminate(&mut child).success());
+    assert_eq!(served_total(&copy), stored.values().sum::<i64>());
     // A second backup to the same file is refused; a damaged file fails the check.
     let again = binary()
         .args(["backup", "--db"])
