@@ -7,7 +7,7 @@ use crate::model::{
     Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
     Timestamp,
 };
-use crate::store::contact_rows::{self, Found, TagIds, union_ignoring_case};
+use crate::store::contact_rows::{self, Found, NewContacts, TagIds, union_ignoring_case};
 use crate::store::db;
 use rusqlite::{Connection, params};
 
@@ -140,7 +140,11 @@ fn insert_contact(
         phone_status.map(|_| available),
         phone_status.map(|_| now.0),
     ])?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    let mut counted = NewContacts::default();
+    counted.add(plan.account_id, id);
+    counted.count(conn)?;
+    Ok(id)
 }
 
 fn new_email_status(invite: bool) -> i64 {

@@ -10,7 +10,9 @@ use crate::model::{
     Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
     StatusCode, Timestamp,
 };
-use crate::store::contact_rows::{self, ChannelColumns, Found, TagIds, union_ignoring_case};
+use crate::store::contact_rows::{
+    self, ChannelColumns, Found, NewContacts, TagIds, union_ignoring_case,
+};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, params};
 use std::collections::{HashMap, HashSet};
@@ -53,6 +55,7 @@ struct CallState<'a> {
     lists: HashSet<i64>,
     tag_ids: TagIds,
     fresh: FreshRows,
+    new_contacts: NewContacts,
     contact_limit: Option<i64>,
     contact_count: i64,
 }
@@ -80,6 +83,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
             .collect(),
         tag_ids: TagIds::default(),
         fresh: FreshRows::default(),
+        new_contacts: NewContacts::default(),
         contact_limit,
         contact_count,
     };
@@ -123,6 +127,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
         }
     }
     state.fresh.insert(conn)?;
+    state.new_contacts.count(conn)?;
     Ok(outcome)
 }
 
@@ -305,7 +310,7 @@ impl CallState<'_> {
     }
 
     /// Creates the contact with the row's channels (§5.4 step 3); returns its id and email status.
-    fn insert_contact(&self, row: &RowChanges) -> Result<(i64, Option<i64>)> {
+    fn insert_contact(&mut self, row: &RowChanges) -> Result<(i64, Option<i64>)> {
         let email = row
             .email
             .as_ref()
@@ -338,7 +343,9 @@ impl CallState<'_> {
                 p.add_time,
                 p.request_ip
             ])?;
-        Ok((self.conn.last_insert_rowid(), e.status))
+        let id = self.conn.last_insert_rowid();
+        self.new_contacts.add(self.account_id, id);
+        Ok((id, e.status))
     }
 
     /// A channel's columns as a new channel gets them: the given values, or the defaults.

@@ -161,6 +161,28 @@ pub fn update_channels(
     Ok(())
 }
 
+/// Contacts a call created, counted into `contact_blocks` once per block when the call ends.
+#[derive(Default)]
+pub struct NewContacts(HashMap<(i64, i64), i64>);
+
+impl NewContacts {
+    pub fn add(&mut self, account_id: i64, contact_id: i64) {
+        *self.0.entry((account_id, contact_id >> 10)).or_default() += 1;
+    }
+
+    /// Adds the counts to `contact_blocks`.
+    pub fn count(&self, conn: &Connection) -> Result<()> {
+        for ((account_id, block), contacts) in &self.0 {
+            conn.prepare_cached(
+                "INSERT INTO contact_blocks (account_id, block, contacts) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account_id, block) DO UPDATE SET contacts = contacts + excluded.contacts",
+            )?
+            .execute(params![account_id, block, contacts])?;
+        }
+        Ok(())
+    }
+}
+
 /// Deletes a contact with everything it has.
 pub fn delete_contact(conn: &Connection, contact_id: i64) -> Result<()> {
     for sql in [
