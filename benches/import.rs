@@ -174,9 +174,11 @@ impl Bench {
                 let store = self.server.store();
                 scope.spawn(move || {
                     for plan in queue {
+                        // Held here as the HTTP path holds it, so that it is freed here.
+                        let plan = std::sync::Arc::new(plan);
                         let outcome = store
                             .writer()
-                            .submit(|reply| Command::Import(Box::new(plan), reply))
+                            .submit(|reply| Command::Import(plan.clone(), reply))
                             .expect("the import applies");
                         assert_eq!(
                             outcome.inserted + outcome.updated,

@@ -268,14 +268,18 @@ pub fn parse_flag(raw: &str) -> Option<bool> {
 pub fn normalise_tags(cell: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for name in comma_items(cell) {
-        if !names
-            .iter()
-            .any(|seen| seen.to_lowercase() == name.to_lowercase())
-        {
+        if !names.iter().any(|seen| same_ignoring_case(seen, name)) {
             names.push(name.to_string());
         }
     }
     names
+}
+
+/// Whether two names are equal but for case (Unicode lower-casing), without allocating.
+pub fn same_ignoring_case(a: &str, b: &str) -> bool {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// The most tags one contact may carry (§8).
@@ -367,6 +371,8 @@ mod tests {
         assert_eq!(parse_flag(""), Some(false));
         assert_eq!(parse_flag("yes"), None);
         assert_eq!(normalise_tags(" a, ,B,b ,c"), vec!["a", "B", "c"]);
+        assert!(same_ignoring_case("Тег", "тЕГ"));
+        assert!(!same_ignoring_case("tag", "tags"));
         assert!(Email::parse("NoReply@x.io").unwrap().is_role_address());
         assert!(!Email::parse("john@x.io").unwrap().is_role_address());
     }

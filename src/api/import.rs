@@ -24,16 +24,16 @@ pub fn import_contacts(call: &Call) -> Result<Answer> {
         .read(|conn| db::field_names(conn, call.account.id))?;
     let columns = Columns::parse(field_names, &user_fields).map_err(Error::invalid_arg)?;
     let rows = split_rows(data, &columns).map_err(Error::invalid_arg)?;
-    let plan = ImportPlan {
+    let plan = std::sync::Arc::new(ImportPlan {
         account_id: call.account.id,
         flags,
         field_ids: columns.field_ids(),
         rows: plan_rows(&columns, &rows, rows.len() >= PARALLEL_THRESHOLD),
-    };
+    });
     let outcome = call
         .store
         .writer()
-        .submit(|reply| Command::Import(Box::new(plan), reply))?;
+        .submit(|reply| Command::Import(plan.clone(), reply))?;
     Ok(answer(outcome))
 }
 

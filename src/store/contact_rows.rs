@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::import_plan::Channel;
-use crate::model::{MembershipState, Timestamp};
+use crate::model::{MembershipState, Timestamp, same_ignoring_case};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -355,10 +355,7 @@ pub fn clear_tags(conn: &Connection, contact_id: i64) -> Result<()> {
 pub fn union_ignoring_case(existing: &[String], given: &[String]) -> Vec<String> {
     let mut all = existing.to_vec();
     for name in given {
-        if !all
-            .iter()
-            .any(|tag| tag.to_lowercase() == name.to_lowercase())
-        {
+        if !all.iter().any(|tag| same_ignoring_case(tag, name)) {
             all.push(name.clone());
         }
     }

@@ -65,7 +65,9 @@ type Reply<T> = Sender<Result<T>>;
 
 /// Every kind of write the server makes.
 pub enum Command {
-    Import(Box<ImportPlan>, Reply<ImportOutcome>),
+    /// The caller keeps a reference to the plan, so that its rows are freed on the caller's
+    /// thread rather than the writer's (that was 4% of the writer's time).
+    Import(Arc<ImportPlan>, Reply<ImportOutcome>),
     CreateList(NewList, Reply<i64>),
     UpdateList(ListUpdate, Reply<()>),
     DeleteList {
@@ -275,6 +277,9 @@ impl WriterLoop {
                         message: format!("commit failed: {e}"),
                     }
                 });
+                // The writer lets go of the commands before answering, so that each caller,
+                // holding the last reference to its plan, frees it on its own thread.
+                drop(batch);
                 for answer in answers {
                     answer(commit_failure.as_ref());
                 }
