@@ -442,6 +442,7 @@ fn two_hundred_stalled_connections_do_not_stop_a_normal_client() {
 
 /// 16 clients write overlapping contacts; the final state must be one that some serial order of
 /// the calls gives: the calls that last wrote each contact never contradict each other.
+/// `WRITERS_SECONDS=60 cargo test concurrent_writers` runs it for a minute.
 #[test]
 fn concurrent_writers_leave_a_serialisable_state() {
     let server = TestServer::start_with(&["--account", &format!("corpus:{CORPUS_KEY}")]);
@@ -451,7 +452,12 @@ fn concurrent_writers_leave_a_serialisable_state() {
         &[("name", "Writer"), ("type", "string")],
     );
     assert!(field["result"]["id"].is_number());
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // A few seconds in `cargo test`; `WRITERS_SECONDS=60` for the long run.
+    let seconds: u64 = std::env::var("WRITERS_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     let address = server.address;
     let calls: Vec<Vec<(String, Vec<usize>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..16)
