@@ -38,10 +38,16 @@ fn app() -> &'static App {
                 before_subscribe_url: String::new(),
                 after_subscribe_url: String::new(),
             };
-            let _ = store.writer().submit(|reply| Command::CreateList(list, reply));
+            let _ = store
+                .writer()
+                .submit(|reply| Command::CreateList(list, reply));
         }
         let exporter = Exporter::start(store.clone(), export_dir(&db));
-        let app = App { store, exporter, address: SocketAddr::from(([127, 0, 0, 1], 1)) };
+        let app = App {
+            store,
+            exporter,
+            address: SocketAddr::from(([127, 0, 0, 1], 1)),
+        };
         (app, dir)
     })
     .0
@@ -62,15 +68,27 @@ fuzz_target!(|data: &[u8]| {
     let request = HttpRequest {
         method: "POST".into(),
         target: "/en/api/importContacts".into(),
-        headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
+        headers: vec![(
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
         body,
     };
     let answer = routes::handle(app, 32 * 1024 * 1024, request);
-    assert!(matches!(answer.status, 200 | 413), "status {}", answer.status);
-    let Body::Bytes(bytes) = answer.body else { panic!("a JSON body") };
+    assert!(
+        matches!(answer.status, 200 | 413),
+        "status {}",
+        answer.status
+    );
+    let Body::Bytes(bytes) = answer.body else {
+        panic!("a JSON body")
+    };
     let json: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
     if json.get("result").is_none() {
-        assert!(json["error"].is_string() && json["code"].is_string(), "{json}");
+        assert!(
+            json["error"].is_string() && json["code"].is_string(),
+            "{json}"
+        );
         assert_eq!(contacts(app), before, "a refused call changed something");
     }
 });

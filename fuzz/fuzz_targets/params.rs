@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let encoded: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
-        let params = Params::from_urlencoded(format!("v={encoded}").as_bytes()).expect("UTF-8 decodes");
+        let params =
+            Params::from_urlencoded(format!("v={encoded}").as_bytes()).expect("UTF-8 decodes");
         assert_eq!(params.value("v"), Some(text));
     }
 });
