@@ -7,7 +7,9 @@ use crate::model::{
     Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
     Timestamp,
 };
-use crate::store::contact_rows::{self, Found, NewContacts, TagIds, union_ignoring_case};
+use crate::store::contact_rows::{
+    self, ChannelColumns, Found, NewContacts, TagIds, union_ignoring_case,
+};
 use crate::store::db;
 use rusqlite::{Connection, params};
 
@@ -164,40 +166,26 @@ fn add_channels(
     invite: bool,
     now: Timestamp,
 ) -> Result<()> {
-    let available = Availability::Available.code();
-    if let Some(email) = &plan.email {
-        let added = contact.email.address.is_none();
-        conn.prepare_cached(
-            "UPDATE contacts SET email = ?2,
-                email_status = coalesce(email_status, ?3),
-                email_availability = coalesce(email_availability, ?4),
-                email_add_time = coalesce(email_add_time, ?5)
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            contact.id,
-            email.as_str(),
-            added.then(|| new_email_status(invite)),
-            added.then_some(available),
-            added.then_some(now.0)
-        ])?;
-    }
-    if let Some(phone) = &plan.phone {
-        let added = contact.phone.address.is_none();
-        conn.prepare_cached(
-            "UPDATE contacts SET phone = ?2,
-                phone_status = coalesce(phone_status, ?3),
-                phone_availability = coalesce(phone_availability, ?4),
-                phone_add_time = coalesce(phone_add_time, ?5)
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            contact.id,
-            phone.as_str(),
-            added.then(|| PhoneStatus::Active.code()),
-            added.then_some(available),
-            added.then_some(now.0)
-        ])?;
+    let with_address = |current: &ChannelColumns, address: &str, new_status: i64| {
+        let mut next = current.clone();
+        next.address = Some(address.to_string());
+        if current.address.is_none() {
+            next.status = Some(new_status);
+            next.availability = Some(Availability::Available.code());
+            next.add_time = Some(now.0);
+        }
+        next
+    };
+    let email = match &plan.email {
+        Some(email) => with_address(&contact.email, email.as_str(), new_email_status(invite)),
+        None => contact.email.clone(),
+    };
+    let phone = match &plan.phone {
+        Some(phone) => with_address(&contact.phone, phone.as_str(), PhoneStatus::Active.code()),
+        None => contact.phone.clone(),
+    };
+    if email != contact.email || phone != contact.phone {
+        contact_rows::update_channels(conn, contact.id, &email, &phone)?;
     }
     Ok(())
 }
