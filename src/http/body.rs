@@ -3,6 +3,7 @@
 
 use crate::http::wire::HttpRequest;
 use crate::params::{ParamError, Params};
+use std::borrow::Cow;
 use std::io::Read;
 
 /// Why a request's parameters could not be read.
@@ -27,17 +28,18 @@ pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, 
     if request.body.is_empty() {
         return Ok(params);
     }
-    let mut body = match request.header("content-encoding").map(str::trim) {
-        None | Some("") => request.body.clone(),
-        Some(coding) if coding.eq_ignore_ascii_case("identity") => request.body.clone(),
+    // Borrowed as it came unless it has to be decompressed.
+    let mut body: Cow<[u8]> = match request.header("content-encoding").map(str::trim) {
+        None | Some("") => Cow::Borrowed(&request.body),
+        Some(coding) if coding.eq_ignore_ascii_case("identity") => Cow::Borrowed(&request.body),
         Some(coding)
             if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") =>
         {
-            inflate(
+            Cow::Owned(inflate(
                 flate2::read::MultiGzDecoder::new(&request.body[..]),
                 max_body,
                 "gzip",
-            )?
+            )?)
         }
         Some(other) => {
             return Err(BodyError::Invalid(format!(
@@ -46,11 +48,11 @@ pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, 
         }
     };
     if params.value("request_compression") == Some("bzip2") {
-        body = inflate(
+        body = Cow::Owned(inflate(
             bzip2::read::MultiBzDecoder::new(&body[..]),
             max_body,
             "bzip2",
-        )?;
+        )?);
     }
     let content_type = request.header("content-type").unwrap_or_default();
     let media_type = content_type
