@@ -220,6 +220,9 @@ impl Timestamp {
     /// Reads `YYYY-MM-DD hh:mm:ss`, `YYYY-MM-DD hh:mm`, `YYYY-MM-DD` or RFC 3339 (§4).
     pub fn parse(raw: &str) -> Option<Timestamp> {
         let text = raw.trim();
+        if let Some(moment) = Self::parse_seconds_form(text) {
+            return Some(moment);
+        }
         let seconds = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
         let minutes = format_description!("[year]-[month]-[day] [hour]:[minute]");
         let day = format_description!("[year]-[month]-[day]");
@@ -234,6 +237,41 @@ impl Timestamp {
         OffsetDateTime::parse(text, &Rfc3339)
             .ok()
             .map(|moment| Timestamp(moment.unix_timestamp()))
+    }
+
+    /// `YYYY-MM-DD hh:mm:ss`, the form nearly every time arrives in, read without the general
+    /// parser (a tenth of the cost; validating import rows reads two times a row).
+    fn parse_seconds_form(text: &str) -> Option<Timestamp> {
+        let b = text.as_bytes();
+        let shape = b.len() == 19
+            && b.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b' ',
+                13 | 16 => *c == b':',
+                _ => c.is_ascii_digit(),
+            });
+        if !shape {
+            return None;
+        }
+        let number = |from: usize, to: usize| {
+            b[from..to]
+                .iter()
+                .fold(0u32, |n, digit| n * 10 + u32::from(digit - b'0'))
+        };
+        let month = time::Month::try_from(u8::try_from(number(5, 7)).ok()?).ok()?;
+        let date =
+            time::Date::from_calendar_date(number(0, 4) as i32, month, number(8, 10) as u8).ok()?;
+        let clock = time::Time::from_hms(
+            number(11, 13) as u8,
+            number(14, 16) as u8,
+            number(17, 19) as u8,
+        )
+        .ok()?;
+        Some(Timestamp(
+            PrimitiveDateTime::new(date, clock)
+                .assume_utc()
+                .unix_timestamp(),
+        ))
     }
 
     /// Writes `YYYY-MM-DD hh:mm:ss` in UTC.
@@ -361,6 +399,11 @@ mod tests {
         check_time("2023-11-14T22:13:20Z", Some("2023-11-14 22:13:20"));
         check_time("2023-11-14T22:13:20+03:00", Some("2023-11-14 19:13:20"));
         check_time("2023-02-30", None);
+        check_time("2023-02-30 00:00:00", None);
+        check_time("2023-12-31 24:00:00", None);
+        check_time("2023-13-01 00:00:00", None);
+        check_time("2024-02-29 23:59:59", Some("2024-02-29 23:59:59"));
+        check_time(" 1999-01-01 00:00:00 ", Some("1999-01-01 00:00:00"));
         check_time("yesterday", None);
         check_time("", None);
     }
