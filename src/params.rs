@@ -112,10 +112,15 @@ impl Params {
             self.entries.insert(name.to_string(), Param::Value(value));
             return Ok(());
         }
+        // Looked up before inserting: a 500-row call names `data` thousands of times.
+        if !self.entries.contains_key(name) {
+            self.entries
+                .insert(name.to_string(), Param::Array(BTreeMap::new()));
+        }
         let root = self
             .entries
-            .entry(name.to_string())
-            .or_insert_with(|| Param::Array(BTreeMap::new()));
+            .get_mut(name)
+            .expect("inserted just above when missing");
         insert_path(root, &path, value);
         Ok(())
     }
