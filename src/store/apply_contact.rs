@@ -8,7 +8,7 @@ use crate::model::{
     Timestamp,
 };
 use crate::store::contact_rows::{
-    self, ChannelColumns, Found, NewContacts, TagIds, union_ignoring_case,
+    self, ChannelColumns, Db, Found, NewContacts, TagIds, union_ignoring_case,
 };
 use crate::store::db;
 use rusqlite::{Connection, params};
@@ -50,13 +50,14 @@ pub struct SubscribePlan {
 }
 
 pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) -> Result<i64> {
+    let db = &Db::new(conn);
     let account_id = plan.account_id;
     let lists = db::list_ids(conn, account_id)?;
     if let Some(missing) = plan.list_ids.iter().find(|id| !lists.contains(id)) {
         return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
     }
     let (by_email, by_phone) = contact_rows::find_by_addresses(
-        conn,
+        db,
         account_id,
         plan.email.as_ref().map(Email::as_str),
         plan.phone.as_ref().map(Phone::as_str),
@@ -84,10 +85,10 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     };
     let contact_id = match &found {
         Some(contact) => {
-            add_channels(conn, contact, plan, invite, now)?;
+            add_channels(db, contact, plan, invite, now)?;
             contact.id
         }
-        None => insert_contact(conn, plan, invite, now)?,
+        None => insert_contact(db, plan, invite, now)?,
     };
 
     if plan.email.is_some() {
@@ -96,12 +97,12 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
         } else {
             MembershipState::Active
         };
-        subscribe_channel(conn, contact_id, Channel::Email, &plan.list_ids, state, now)?;
+        subscribe_channel(db, contact_id, Channel::Email, &plan.list_ids, state, now)?;
     }
     if plan.phone.is_some() {
         // Phones are never invited.
         subscribe_channel(
-            conn,
+            db,
             contact_id,
             Channel::Phone,
             &plan.list_ids,
@@ -110,23 +111,18 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
         )?;
     }
     if plan.overwrite == Overwrite::All {
-        leave_other_lists(conn, contact_id, &plan.list_ids)?;
+        leave_other_lists(db, contact_id, &plan.list_ids)?;
     }
-    set_fields(conn, contact_id, plan, found.is_some())?;
-    set_tags(conn, contact_id, plan)?;
+    set_fields(db, contact_id, plan, found.is_some())?;
+    set_tags(db, contact_id, plan)?;
     Ok(contact_id)
 }
 
-fn insert_contact(
-    conn: &Connection,
-    plan: &SubscribePlan,
-    invite: bool,
-    now: Timestamp,
-) -> Result<i64> {
+fn insert_contact(db: &Db, plan: &SubscribePlan, invite: bool, now: Timestamp) -> Result<i64> {
     let email_status = plan.email.as_ref().map(|_| new_email_status(invite));
     let phone_status = plan.phone.as_ref().map(|_| PhoneStatus::Active.code());
     let available = Availability::Available.code();
-    conn.prepare_cached(
+    db.conn.prepare_cached(
         "INSERT INTO contacts (account_id, email, email_status, email_availability, email_add_time,
                                phone, phone_status, phone_availability, phone_add_time)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -142,10 +138,10 @@ fn insert_contact(
         phone_status.map(|_| available),
         phone_status.map(|_| now.0),
     ])?;
-    let id = conn.last_insert_rowid();
+    let id = db.conn.last_insert_rowid();
     let mut counted = NewContacts::default();
     counted.add(plan.account_id, id);
-    counted.count(conn)?;
+    counted.count(db)?;
     Ok(id)
 }
 
@@ -160,7 +156,7 @@ fn new_email_status(invite: bool) -> i64 {
 /// Gives an existing contact the channels it lacks, and the addresses given (a different
 /// address of a kind replaces the old one, which keeps its status and memberships).
 fn add_channels(
-    conn: &Connection,
+    db: &Db,
     contact: &Found,
     plan: &SubscribePlan,
     invite: bool,
@@ -185,7 +181,7 @@ fn add_channels(
         None => contact.phone.clone(),
     };
     if email != contact.email || phone != contact.phone {
-        contact_rows::update_channels(conn, contact.id, &email, &phone)?;
+        contact_rows::update_channels(db, contact.id, &email, &phone)?;
     }
     Ok(())
 }
@@ -193,45 +189,42 @@ fn add_channels(
 /// Puts the channel in each list: active memberships stay active with their time; the others
 /// become `state`, dated now.
 fn subscribe_channel(
-    conn: &Connection,
+    db: &Db,
     contact_id: i64,
     channel: Channel,
     list_ids: &[i64],
     state: MembershipState,
     now: Timestamp,
 ) -> Result<()> {
-    let current = contact_rows::memberships(conn, contact_id, channel)?;
+    let current = contact_rows::memberships(db, contact_id, channel)?;
     for list_id in list_ids {
         if matches!(current.get(list_id), Some((MembershipState::Active, _))) {
             continue;
         }
-        contact_rows::put_membership(conn, contact_id, channel, *list_id, state, now)?;
+        contact_rows::put_membership(db, contact_id, channel, *list_id, state, now)?;
     }
     Ok(())
 }
 
 /// `overwrite=1`: the contact leaves every list not named, on both channels.
-fn leave_other_lists(conn: &Connection, contact_id: i64, list_ids: &[i64]) -> Result<()> {
-    let mut statement =
-        conn.prepare_cached("SELECT DISTINCT list_id FROM memberships WHERE contact_id = ?1")?;
+fn leave_other_lists(db: &Db, contact_id: i64, list_ids: &[i64]) -> Result<()> {
+    let mut statement = db
+        .conn
+        .prepare_cached("SELECT DISTINCT list_id FROM memberships WHERE contact_id = ?1")?;
     let current: Vec<i64> = statement
         .query_map([contact_id], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for list_id in current.into_iter().filter(|id| !list_ids.contains(id)) {
-        conn.prepare_cached("DELETE FROM memberships WHERE contact_id = ?1 AND list_id = ?2")?
+        db.conn
+            .prepare_cached("DELETE FROM memberships WHERE contact_id = ?1 AND list_id = ?2")?
             .execute(params![contact_id, list_id])?;
     }
     Ok(())
 }
 
-fn set_fields(
-    conn: &Connection,
-    contact_id: i64,
-    plan: &SubscribePlan,
-    existed: bool,
-) -> Result<()> {
+fn set_fields(db: &Db, contact_id: i64, plan: &SubscribePlan, existed: bool) -> Result<()> {
     let with_values = if existed {
-        contact_rows::fields_with_values(conn, contact_id)?
+        contact_rows::fields_with_values(db, contact_id)?
     } else {
         Vec::new()
     };
@@ -240,24 +233,24 @@ fn set_fields(
             .iter()
             .filter(|id| !plan.fields.iter().any(|(f, _)| f == *id))
         {
-            contact_rows::set_field(conn, contact_id, *field_id, "")?;
+            contact_rows::set_field(db, contact_id, *field_id, "")?;
         }
     }
     for (field_id, value) in &plan.fields {
         if plan.overwrite == Overwrite::Missing && with_values.contains(field_id) {
             continue;
         }
-        contact_rows::set_field(conn, contact_id, *field_id, value)?;
+        contact_rows::set_field(db, contact_id, *field_id, value)?;
     }
     Ok(())
 }
 
-fn set_tags(conn: &Connection, contact_id: i64, plan: &SubscribePlan) -> Result<()> {
+fn set_tags(db: &Db, contact_id: i64, plan: &SubscribePlan) -> Result<()> {
     let tags = match (plan.overwrite, &plan.tags) {
         (Overwrite::All, given) => given.clone().unwrap_or_default(),
         (Overwrite::Given, Some(given)) => given.clone(),
         (Overwrite::Missing, Some(given)) => {
-            union_ignoring_case(&contact_rows::tags_of(conn, contact_id)?, given)
+            union_ignoring_case(&contact_rows::tags_of(db, contact_id)?, given)
         }
         (_, None) => return Ok(()),
     };
@@ -266,7 +259,7 @@ fn set_tags(conn: &Connection, contact_id: i64, plan: &SubscribePlan) -> Result<
             "tags: a contact may have at most {MAX_TAGS_PER_CONTACT} tags"
         )));
     }
-    TagIds::default().set_tags(conn, plan.account_id, contact_id, &tags)
+    TagIds::default().set_tags(db, plan.account_id, contact_id, &tags)
 }
 
 /// exclude or unsubscribe: a channel's memberships in some lists (or all) change state.
@@ -282,15 +275,16 @@ pub struct MembershipChange {
 }
 
 pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> Result<()> {
+    let db = &Db::new(conn);
     if let Some(list_ids) = &change.list_ids {
         let lists = db::list_ids(conn, change.account_id)?;
         if let Some(missing) = list_ids.iter().find(|id| !lists.contains(id)) {
             return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
         }
     }
-    let contact = contact_rows::find(conn, change.account_id, change.channel, &change.address)?
+    let contact = contact_rows::find(db, change.account_id, change.channel, &change.address)?
         .ok_or_else(|| Error::unspecified(format!("Contact \"{}\" not found", change.address)))?;
-    let current = contact_rows::memberships(conn, contact.id, change.channel)?;
+    let current = contact_rows::memberships(db, contact.id, change.channel)?;
     for (list_id, (_, time)) in current {
         let named = change
             .list_ids
@@ -298,7 +292,7 @@ pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> 
             .is_none_or(|ids| ids.contains(&list_id));
         if named {
             contact_rows::put_membership(
-                conn,
+                db,
                 contact.id,
                 change.channel,
                 list_id,

@@ -11,7 +11,7 @@ use crate::model::{
     StatusCode, Timestamp,
 };
 use crate::store::contact_rows::{
-    self, ChannelColumns, Found, NewContacts, TagIds, union_ignoring_case,
+    self, ChannelColumns, Db, Found, NewContacts, TagIds, union_ignoring_case,
 };
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, params};
@@ -48,6 +48,7 @@ enum Applied {
 /// The state one call carries from row to row.
 struct CallState<'a> {
     conn: &'a Connection,
+    db: Db<'a>,
     account_id: i64,
     now: Timestamp,
     overwrite_tags: bool,
@@ -74,6 +75,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
     };
     let mut state = CallState {
         conn,
+        db: Db::new(conn),
         account_id,
         now,
         overwrite_tags: plan.flags.overwrite_tags,
@@ -126,8 +128,8 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
             },
         }
     }
-    state.fresh.insert(conn)?;
-    state.new_contacts.count(conn)?;
+    state.fresh.insert(&state.db)?;
+    state.new_contacts.count(&state.db)?;
     Ok(outcome)
 }
 
@@ -152,7 +154,7 @@ impl CallState<'_> {
     /// rejection of the row, decided before anything of it is written.
     fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
         let (by_email, by_phone) = contact_rows::find_by_addresses(
-            self.conn,
+            &self.db,
             self.account_id,
             row.email.as_ref().map(Email::as_str),
             row.phone.as_ref().map(Phone::as_str),
@@ -169,7 +171,7 @@ impl CallState<'_> {
         };
         if row.delete {
             if let Some(contact) = found {
-                contact_rows::delete_contact(self.conn, contact.id)?;
+                contact_rows::delete_contact(&self.db, contact.id)?;
                 self.contact_count -= 1;
             }
             return Ok(Ok((Applied::Deleted, Vec::new(), false)));
@@ -179,7 +181,7 @@ impl CallState<'_> {
         }
         let existing_tags = match &found {
             Some(contact) if row.tags.is_some() => {
-                contact_rows::tags_with_ids(self.conn, contact.id)?
+                contact_rows::tags_with_ids(&self.db, contact.id)?
             }
             _ => Vec::new(),
         };
@@ -231,23 +233,23 @@ impl CallState<'_> {
         if let Some(tags) = final_tags {
             if fresh {
                 for name in &tags {
-                    let tag_id = self.tag_ids.id(self.conn, self.account_id, name)?;
+                    let tag_id = self.tag_ids.id(&self.db, self.account_id, name)?;
                     self.fresh.tags.push([contact_id, tag_id]);
                 }
             } else {
                 // Only the difference is written: a re-sync of unchanged tags writes nothing.
                 let mut wanted = Vec::with_capacity(tags.len());
                 for name in &tags {
-                    wanted.push(self.tag_ids.id(self.conn, self.account_id, name)?);
+                    wanted.push(self.tag_ids.id(&self.db, self.account_id, name)?);
                 }
                 for (tag_id, _) in existing_tags.iter().filter(|(id, _)| !wanted.contains(id)) {
-                    contact_rows::remove_tag(self.conn, contact_id, *tag_id)?;
+                    contact_rows::remove_tag(&self.db, contact_id, *tag_id)?;
                 }
                 for tag_id in wanted
                     .iter()
                     .filter(|id| !existing_tags.iter().any(|(e, _)| e == *id))
                 {
-                    contact_rows::add_tag(self.conn, contact_id, *tag_id)?;
+                    contact_rows::add_tag(&self.db, contact_id, *tag_id)?;
                 }
             }
         }
@@ -259,14 +261,14 @@ impl CallState<'_> {
             }
         } else if !row.fields.is_empty() {
             // Likewise for values: read once, write what differs.
-            let current = crate::store::db::field_values(self.conn, contact_id)?;
+            let current = contact_rows::field_values(&self.db, contact_id)?;
             for (field_id, value) in &row.fields {
                 let unchanged = match current.get(field_id) {
                     Some(old) => old == value,
                     None => value.is_empty(),
                 };
                 if !unchanged {
-                    contact_rows::set_field(self.conn, contact_id, *field_id, value)?;
+                    contact_rows::set_field(&self.db, contact_id, *field_id, value)?;
                 }
             }
         }
@@ -320,8 +322,8 @@ impl CallState<'_> {
             .as_ref()
             .map(|p| self.new_channel(Channel::Phone, &row.phone_changes, p.as_str()));
         let (e, p) = (email.unwrap_or_default(), phone.unwrap_or_default());
-        self.conn
-            .prepare_cached(
+        self.db
+            .stmt(
                 "INSERT INTO contacts (account_id,
                     email, email_status, email_availability, email_add_time, email_request_ip,
                     email_confirm_time, email_confirm_ip,
@@ -401,7 +403,7 @@ impl CallState<'_> {
             phone = contact.phone.overlaid(&changes);
         }
         if email != contact.email || phone != contact.phone {
-            contact_rows::update_channels(self.conn, contact.id, &email, &phone)?;
+            contact_rows::update_channels(&self.db, contact.id, &email, &phone)?;
         }
         Ok(email.status)
     }
@@ -460,7 +462,7 @@ impl CallState<'_> {
         let current = if fresh {
             HashMap::new()
         } else {
-            contact_rows::memberships(self.conn, contact_id, channel)?
+            contact_rows::memberships(&self.db, contact_id, channel)?
         };
         let mut wanted: Vec<(i64, MembershipState, Timestamp)> = Vec::new();
         for (list_id, given_time) in &lists.subscribed {
@@ -485,7 +487,7 @@ impl CallState<'_> {
                 .keys()
                 .filter(|id| !wanted.iter().any(|w| w.0 == **id))
             {
-                contact_rows::remove_membership(self.conn, contact_id, channel, *list_id)?;
+                contact_rows::remove_membership(&self.db, contact_id, channel, *list_id)?;
             }
         }
         for (list_id, state, time) in wanted {
@@ -493,7 +495,7 @@ impl CallState<'_> {
                 let row = [contact_id, channel.code(), list_id, state.code(), time.0];
                 self.fresh.memberships.push(row);
             } else if current.get(&list_id) != Some(&(state, time)) {
-                contact_rows::put_membership(self.conn, contact_id, channel, list_id, state, time)?;
+                contact_rows::put_membership(&self.db, contact_id, channel, list_id, state, time)?;
             }
         }
         Ok(())
@@ -514,14 +516,14 @@ struct FreshRows {
 }
 
 impl FreshRows {
-    fn insert(&self, conn: &Connection) -> Result<()> {
+    fn insert(&self, db: &Db) -> Result<()> {
         let memberships: Vec<[&dyn ToSql; 5]> = self
             .memberships
             .iter()
             .map(|[a, b, c, d, e]| [a as &dyn ToSql, b, c, d, e])
             .collect();
         contact_rows::insert_rows(
-            conn,
+            db,
             "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)",
             &memberships,
         )?;
@@ -531,7 +533,7 @@ impl FreshRows {
             .map(|[a, b]| [a as &dyn ToSql, b])
             .collect();
         contact_rows::insert_rows(
-            conn,
+            db,
             "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id)",
             &tags,
         )?;
@@ -541,7 +543,7 @@ impl FreshRows {
             .map(|(a, b, c)| [a as &dyn ToSql, b, c])
             .collect();
         contact_rows::insert_rows(
-            conn,
+            db,
             "INSERT INTO field_values (contact_id, field_id, value)",
             &fields,
         )

@@ -6,8 +6,42 @@ use crate::error::Result;
 use crate::import_plan::Channel;
 use crate::model::{MembershipState, Timestamp, same_ignoring_case};
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
+use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
+
+/// The writer's connection with the statements of one command held: a call runs the same dozen
+/// statements thousands of times, and rusqlite's cache hashes each statement's text on every use
+/// (that was 7% of the writer's time). Statements are found by their text's address, so they
+/// must be `&'static str`.
+pub struct Db<'c> {
+    pub conn: &'c Connection,
+    held: RefCell<Vec<(usize, CachedStatement<'c>)>>,
+}
+
+impl<'c> Db<'c> {
+    pub fn new(conn: &'c Connection) -> Db<'c> {
+        Db {
+            conn,
+            held: RefCell::new(Vec::with_capacity(24)),
+        }
+    }
+
+    /// The prepared statement for `sql`; one at a time (a second while the first is still in
+    /// use is a bug, and panics, which fails only the command).
+    pub fn stmt(&self, sql: &'static str) -> rusqlite::Result<RefMut<'_, CachedStatement<'c>>> {
+        let key = sql.as_ptr() as usize;
+        let mut held = self.held.borrow_mut();
+        let at = match held.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                held.push((key, self.conn.prepare_cached(sql)?));
+                held.len() - 1
+            }
+        };
+        Ok(RefMut::map(held, |held| &mut held[at].1))
+    }
+}
 
 /// One channel's columns of a contact row (the phone has no confirm columns).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,9 +84,21 @@ pub struct Found {
     pub phone: ChannelColumns,
 }
 
-const FOUND_COLUMNS: &str = "SELECT id, email, email_status, email_availability, email_add_time,
-    email_request_ip, email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
-    phone_add_time, phone_request_ip FROM contacts";
+/// The columns of a `Found`, as the start of a query (a macro, so that whole queries can be
+/// `&'static str` constants for `Db::stmt`).
+macro_rules! select_found {
+    () => {
+        "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
+         email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
+         phone_add_time, phone_request_ip FROM contacts"
+    };
+}
+const FIND_BY_EMAIL: &str = concat!(select_found!(), " WHERE account_id = ?1 AND email = ?2");
+const FIND_BY_PHONE: &str = concat!(select_found!(), " WHERE account_id = ?1 AND phone = ?2");
+const FIND_BY_BOTH: &str = concat!(
+    select_found!(),
+    " WHERE account_id = ?1 AND (email = ?2 OR phone = ?3)"
+);
 
 fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
     Ok(Found {
@@ -79,18 +125,13 @@ fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
 }
 
 /// The account's contact with this address on `channel`.
-pub fn find(
-    conn: &Connection,
-    account_id: i64,
-    channel: Channel,
-    address: &str,
-) -> Result<Option<Found>> {
+pub fn find(db: &Db, account_id: i64, channel: Channel, address: &str) -> Result<Option<Found>> {
     let sql = match channel {
-        Channel::Email => format!("{FOUND_COLUMNS} WHERE account_id = ?1 AND email = ?2"),
-        Channel::Phone => format!("{FOUND_COLUMNS} WHERE account_id = ?1 AND phone = ?2"),
+        Channel::Email => FIND_BY_EMAIL,
+        Channel::Phone => FIND_BY_PHONE,
     };
-    Ok(conn
-        .prepare_cached(&sql)?
+    Ok(db
+        .stmt(sql)?
         .query_row(params![account_id, address], read_found)
         .optional()?)
 }
@@ -98,24 +139,23 @@ pub fn find(
 /// The contacts owning this email and this phone (the same one, two, or none), with one query
 /// when both are given.
 pub fn find_by_addresses(
-    conn: &Connection,
+    db: &Db,
     account_id: i64,
     email: Option<&str>,
     phone: Option<&str>,
 ) -> Result<(Option<Found>, Option<Found>)> {
     let (Some(email), Some(phone)) = (email, phone) else {
         let by_email = match email {
-            Some(email) => find(conn, account_id, Channel::Email, email)?,
+            Some(email) => find(db, account_id, Channel::Email, email)?,
             None => None,
         };
         let by_phone = match phone {
-            Some(phone) => find(conn, account_id, Channel::Phone, phone)?,
+            Some(phone) => find(db, account_id, Channel::Phone, phone)?,
             None => None,
         };
         return Ok((by_email, by_phone));
     };
-    let sql = format!("{FOUND_COLUMNS} WHERE account_id = ?1 AND (email = ?2 OR phone = ?3)");
-    let mut statement = conn.prepare_cached(&sql)?;
+    let mut statement = db.stmt(FIND_BY_BOTH)?;
     let (mut by_email, mut by_phone) = (None, None);
     for found in statement.query_map(params![account_id, email, phone], read_found)? {
         let found = found?;
@@ -131,12 +171,12 @@ pub fn find_by_addresses(
 
 /// Writes every channel column of a contact.
 pub fn update_channels(
-    conn: &Connection,
+    db: &Db,
     contact_id: i64,
     email: &ChannelColumns,
     phone: &ChannelColumns,
 ) -> Result<()> {
-    conn.prepare_cached(
+    db.stmt(
         "UPDATE contacts SET email = ?2, email_status = ?3, email_availability = ?4,
             email_add_time = ?5, email_request_ip = ?6, email_confirm_time = ?7,
             email_confirm_ip = ?8, phone = ?9, phone_status = ?10, phone_availability = ?11,
@@ -171,9 +211,9 @@ impl NewContacts {
     }
 
     /// Adds the counts to `contact_blocks`.
-    pub fn count(&self, conn: &Connection) -> Result<()> {
+    pub fn count(&self, db: &Db) -> Result<()> {
         for ((account_id, block), contacts) in &self.0 {
-            conn.prepare_cached(
+            db.stmt(
                 "INSERT INTO contact_blocks (account_id, block, contacts) VALUES (?1, ?2, ?3)
                  ON CONFLICT (account_id, block) DO UPDATE SET contacts = contacts + excluded.contacts",
             )?
@@ -184,25 +224,25 @@ impl NewContacts {
 }
 
 /// Deletes a contact with everything it has.
-pub fn delete_contact(conn: &Connection, contact_id: i64) -> Result<()> {
+pub fn delete_contact(db: &Db, contact_id: i64) -> Result<()> {
     for sql in [
         "DELETE FROM memberships WHERE contact_id = ?1",
         "DELETE FROM field_values WHERE contact_id = ?1",
         "DELETE FROM contact_tags WHERE contact_id = ?1",
         "DELETE FROM contacts WHERE id = ?1",
     ] {
-        conn.prepare_cached(sql)?.execute([contact_id])?;
+        db.stmt(sql)?.execute([contact_id])?;
     }
     Ok(())
 }
 
 /// A channel's memberships: list id to state and subscribe time.
 pub fn memberships(
-    conn: &Connection,
+    db: &Db,
     contact_id: i64,
     channel: Channel,
 ) -> Result<HashMap<i64, (MembershipState, Timestamp)>> {
-    let mut statement = conn.prepare_cached(
+    let mut statement = db.stmt(
         "SELECT list_id, state, subscribed_at FROM memberships WHERE contact_id = ?1 AND channel = ?2",
     )?;
     let rows = statement.query_map(params![contact_id, channel.code()], |row| {
@@ -214,14 +254,14 @@ pub fn memberships(
 
 /// Sets one membership's state and time, creating it if needed.
 pub fn put_membership(
-    conn: &Connection,
+    db: &Db,
     contact_id: i64,
     channel: Channel,
     list_id: i64,
     state: MembershipState,
     time: Timestamp,
 ) -> Result<()> {
-    conn.prepare_cached(
+    db.stmt(
         "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (contact_id, channel, list_id)
@@ -238,22 +278,15 @@ pub fn put_membership(
 }
 
 /// Removes one membership.
-pub fn remove_membership(
-    conn: &Connection,
-    contact_id: i64,
-    channel: Channel,
-    list_id: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2 AND list_id = ?3",
-    )?
-    .execute(params![contact_id, channel.code(), list_id])?;
+pub fn remove_membership(db: &Db, contact_id: i64, channel: Channel, list_id: i64) -> Result<()> {
+    db.stmt("DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2 AND list_id = ?3")?
+        .execute(params![contact_id, channel.code(), list_id])?;
     Ok(())
 }
 
 /// The contact's tag names, by name.
-pub fn tags_of(conn: &Connection, contact_id: i64) -> Result<Vec<String>> {
-    let mut statement = conn.prepare_cached(
+pub fn tags_of(db: &Db, contact_id: i64) -> Result<Vec<String>> {
+    let mut statement = db.stmt(
         "SELECT t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
          WHERE ct.contact_id = ?1 ORDER BY t.name",
     )?;
@@ -266,23 +299,21 @@ pub fn tags_of(conn: &Connection, contact_id: i64) -> Result<Vec<String>> {
 pub struct TagIds(HashMap<String, i64>);
 
 impl TagIds {
-    pub fn id(&mut self, conn: &Connection, account_id: i64, name: &str) -> Result<i64> {
+    pub fn id(&mut self, db: &Db, account_id: i64, name: &str) -> Result<i64> {
         let key = name.to_lowercase();
         if let Some(id) = self.0.get(&key) {
             return Ok(*id);
         }
-        let existing: Option<i64> = conn
-            .prepare_cached(
-                "SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE",
-            )?
+        let existing: Option<i64> = db
+            .stmt("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
             .query_row(params![account_id, name], |row| row.get(0))
             .optional()?;
         let id = match existing {
             Some(id) => id,
             None => {
-                conn.prepare_cached("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
+                db.stmt("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
                     .execute(params![account_id, name])?;
-                conn.last_insert_rowid()
+                db.conn.last_insert_rowid()
             }
         };
         self.0.insert(key, id);
@@ -292,37 +323,35 @@ impl TagIds {
     /// Makes the contact's tags exactly `tags`, creating account tags for new names.
     pub fn set_tags(
         &mut self,
-        conn: &Connection,
+        db: &Db,
         account_id: i64,
         contact_id: i64,
         tags: &[String],
     ) -> Result<()> {
-        clear_tags(conn, contact_id)?;
-        self.add_tags(conn, account_id, contact_id, tags)
+        clear_tags(db, contact_id)?;
+        self.add_tags(db, account_id, contact_id, tags)
     }
 
     /// Adds `tags` to the contact, creating account tags for new names.
     pub fn add_tags(
         &mut self,
-        conn: &Connection,
+        db: &Db,
         account_id: i64,
         contact_id: i64,
         tags: &[String],
     ) -> Result<()> {
         for name in tags {
-            let tag_id = self.id(conn, account_id, name)?;
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)",
-            )?
-            .execute(params![contact_id, tag_id])?;
+            let tag_id = self.id(db, account_id, name)?;
+            db.stmt("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
+                .execute(params![contact_id, tag_id])?;
         }
         Ok(())
     }
 }
 
 /// The contact's tags as (tag id, name), by name.
-pub fn tags_with_ids(conn: &Connection, contact_id: i64) -> Result<Vec<(i64, String)>> {
-    let mut statement = conn.prepare_cached(
+pub fn tags_with_ids(db: &Db, contact_id: i64) -> Result<Vec<(i64, String)>> {
+    let mut statement = db.stmt(
         "SELECT t.id, t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
          WHERE ct.contact_id = ?1 ORDER BY t.name",
     )?;
@@ -331,22 +360,22 @@ pub fn tags_with_ids(conn: &Connection, contact_id: i64) -> Result<Vec<(i64, Str
 }
 
 /// Takes one tag off the contact.
-pub fn remove_tag(conn: &Connection, contact_id: i64, tag_id: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1 AND tag_id = ?2")?
+pub fn remove_tag(db: &Db, contact_id: i64, tag_id: i64) -> Result<()> {
+    db.stmt("DELETE FROM contact_tags WHERE contact_id = ?1 AND tag_id = ?2")?
         .execute(params![contact_id, tag_id])?;
     Ok(())
 }
 
 /// Puts one tag on the contact.
-pub fn add_tag(conn: &Connection, contact_id: i64, tag_id: i64) -> Result<()> {
-    conn.prepare_cached("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
+pub fn add_tag(db: &Db, contact_id: i64, tag_id: i64) -> Result<()> {
+    db.stmt("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
         .execute(params![contact_id, tag_id])?;
     Ok(())
 }
 
 /// Takes every tag off the contact.
-pub fn clear_tags(conn: &Connection, contact_id: i64) -> Result<()> {
-    conn.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?
+pub fn clear_tags(db: &Db, contact_id: i64) -> Result<()> {
+    db.stmt("DELETE FROM contact_tags WHERE contact_id = ?1")?
         .execute([contact_id])?;
     Ok(())
 }
@@ -363,12 +392,12 @@ pub fn union_ignoring_case(existing: &[String], given: &[String]) -> Vec<String>
 }
 
 /// Sets a user-field value; an empty value clears it.
-pub fn set_field(conn: &Connection, contact_id: i64, field_id: i64, value: &str) -> Result<()> {
+pub fn set_field(db: &Db, contact_id: i64, field_id: i64, value: &str) -> Result<()> {
     if value.is_empty() {
-        conn.prepare_cached("DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2")?
+        db.stmt("DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2")?
             .execute(params![contact_id, field_id])?;
     } else {
-        conn.prepare_cached(
+        db.stmt(
             "INSERT INTO field_values (contact_id, field_id, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value",
         )?
@@ -377,10 +406,17 @@ pub fn set_field(conn: &Connection, contact_id: i64, field_id: i64, value: &str)
     Ok(())
 }
 
-/// The field ids that have a value on this contact.
-pub fn fields_with_values(conn: &Connection, contact_id: i64) -> Result<Vec<i64>> {
+/// The contact's user-field values by field id.
+pub fn field_values(db: &Db, contact_id: i64) -> Result<HashMap<i64, String>> {
     let mut statement =
-        conn.prepare_cached("SELECT field_id FROM field_values WHERE contact_id = ?1")?;
+        db.stmt("SELECT field_id, value FROM field_values WHERE contact_id = ?1")?;
+    let rows = statement.query_map([contact_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The field ids that have a value on this contact.
+pub fn fields_with_values(db: &Db, contact_id: i64) -> Result<Vec<i64>> {
+    let mut statement = db.stmt("SELECT field_id FROM field_values WHERE contact_id = ?1")?;
     let rows = statement.query_map([contact_id], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -390,11 +426,7 @@ const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts `rows` with `prefix` (`INSERT INTO t (a, b)`) in multi-row statements: chunks of 64,
 /// then the rest in chunks of 32, 16, ..., 1, so that only seven statement shapes are cached.
-pub fn insert_rows<const N: usize>(
-    conn: &Connection,
-    prefix: &str,
-    rows: &[[&dyn ToSql; N]],
-) -> Result<()> {
+pub fn insert_rows<const N: usize>(db: &Db, prefix: &str, rows: &[[&dyn ToSql; N]]) -> Result<()> {
     let mut rest = rows;
     let mut size = ROWS_PER_INSERT;
     while !rest.is_empty() {
@@ -404,7 +436,8 @@ pub fn insert_rows<const N: usize>(
         let (chunk, after) = rest.split_at(size);
         let row = format!("({})", vec!["?"; N].join(", "));
         let sql = format!("{prefix} VALUES {}", vec![row.as_str(); size].join(", "));
-        conn.prepare_cached(&sql)?
+        db.conn
+            .prepare_cached(&sql)?
             .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
         rest = after;
     }
