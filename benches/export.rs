@@ -70,15 +70,24 @@ fn populate(server: &Server, contacts: usize, lists: (i64, i64)) {
     });
 }
 
-/// The median time of `repeats` synchronous pages of 1000 at `offset`.
+/// The median time of `repeats` synchronous pages of 1000 at `offset` (`filter`: extra form).
 fn page_time(client: &mut Client, offset: usize, repeats: usize) -> Duration {
+    filtered_page_time(client, offset, repeats, "")
+}
+
+fn filtered_page_time(
+    client: &mut Client,
+    offset: usize,
+    repeats: usize,
+    filter: &str,
+) -> Duration {
     let mut times: Vec<Duration> = (0..repeats)
         .map(|_| {
             let started = Instant::now();
             let answer = client
                 .post_form(
                     "/en/api/exportContacts",
-                    &format!("api_key={KEY}&offset={offset}&limit=1000"),
+                    &format!("api_key={KEY}&offset={offset}&limit=1000{filter}"),
                 )
                 .json();
             let elapsed = started.elapsed();
@@ -147,6 +156,37 @@ fn main() {
         "export_page_1000_near_end",
         deep.as_secs_f64() * 1000.0,
         "ms",
+    );
+    // Filtered by a list: a direct jump deep walks the filtered index up to the offset; a walk
+    // in order starts each page where the previous one ended.
+    let filter = format!("&list_id={}", lists.0);
+    let filtered_first = filtered_page_time(&mut client, 0, repeats, &filter);
+    let deep_start = contacts - 21_000;
+    let filtered_jump = filtered_page_time(&mut client, deep_start, 3, &filter);
+    let mut in_order: Vec<Duration> = (1..=20)
+        .map(|page| filtered_page_time(&mut client, deep_start + page * 1000, 1, &filter))
+        .collect();
+    in_order.sort();
+    let filtered_walk = in_order[in_order.len() / 2];
+    report(
+        "export_filtered_page_offset_0",
+        filtered_first.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report(
+        "export_filtered_page_deep_direct_jump",
+        filtered_jump.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report(
+        "export_filtered_page_deep_in_order",
+        filtered_walk.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report(
+        "export_filtered_deep_in_order_vs_first",
+        filtered_walk.as_secs_f64() / filtered_first.as_secs_f64(),
+        "ratio",
     );
     report(
         "export_page_deep_vs_first",

@@ -90,7 +90,7 @@ impl ExportColumn {
 }
 
 /// The filters of §6.1; each narrows the contacts, all together must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExportFilters {
     pub list_id: Option<i64>,
     pub email: Option<String>,

@@ -22,9 +22,18 @@ pub fn export_contacts(call: &Call) -> Result<Answer> {
             "limit must be 1 to {MAX_LIMIT}, not {limit}"
         )));
     }
-    let data = call
-        .store
-        .read(|conn| export_page(conn, &query, offset, limit))?;
+    // Read before the page, so that a page end remembered from it is never newer than it claims.
+    let generation = call.store.write_generation();
+    let data = call.store.read(|conn| {
+        export_page(
+            conn,
+            &query,
+            offset,
+            limit,
+            &call.store.page_ends,
+            generation,
+        )
+    })?;
     Ok(Answer::new(
         json!({"field_names": query.headers(), "data": data}),
     ))

@@ -3,11 +3,12 @@
 //! unfiltered offset is found through `contact_blocks`, not by walking the contacts before it.
 
 use crate::error::Result;
-use crate::export_query::{ExportColumn, ExportQuery, SystemColumn};
+use crate::export_query::{ExportColumn, ExportFilters, ExportQuery, SystemColumn};
 use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// A contact's own columns.
 struct ContactRow {
@@ -57,19 +58,60 @@ struct Details {
     fields: HashMap<i64, HashMap<i64, String>>,
 }
 
+/// Where recent filtered pages ended: a synchronisation walks the pages in order, and the next
+/// page then starts after the last contact of the previous one instead of walking everything
+/// before its offset. An end is used only while no write has committed since it was seen.
+#[derive(Default)]
+pub struct PageEnds(Mutex<HashMap<(i64, ExportFilters, u64), (u64, i64)>>);
+
+/// Pages remembered at the most; past that the memory starts afresh.
+const PAGE_ENDS_KEPT: usize = 4096;
+
+impl PageEnds {
+    fn start_after(&self, query: &ExportQuery, offset: u64, generation: u64) -> Option<i64> {
+        let ends = self.0.lock().ok()?;
+        let key = (query.account_id, query.filters.clone(), offset);
+        match ends.get(&key) {
+            Some((seen, last_id)) if *seen == generation => Some(*last_id),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, query: &ExportQuery, end: u64, generation: u64, last_id: i64) {
+        if let Ok(mut ends) = self.0.lock() {
+            if ends.len() >= PAGE_ENDS_KEPT {
+                ends.clear();
+            }
+            ends.insert(
+                (query.account_id, query.filters.clone(), end),
+                (generation, last_id),
+            );
+        }
+    }
+}
+
 /// One page of an export: at most `limit` rows from `offset`, in contact id order.
+/// `generation` is the store's write generation, read before this read began.
 pub fn export_page(
     conn: &Connection,
     query: &ExportQuery,
     offset: u64,
     limit: u64,
+    ends: &PageEnds,
+    generation: u64,
 ) -> Result<Vec<Vec<String>>> {
-    let (from_id, offset) = if query.filters.is_empty() {
+    let filtered = !query.filters.is_empty();
+    let (from_id, skip) = if !filtered {
         seek(conn, query.account_id, offset)?
+    } else if let Some(last_id) = ends.start_after(query, offset, generation) {
+        (last_id + 1, 0)
     } else {
         (0, offset)
     };
-    let contacts = select_contacts(conn, query, from_id, offset, limit)?;
+    let contacts = select_contacts(conn, query, from_id, skip, limit)?;
+    if let (true, Some(last)) = (filtered, contacts.last()) {
+        ends.remember(query, offset + contacts.len() as u64, generation, last.id);
+    }
     let details = details(conn, query, &contacts)?;
     Ok(contacts
         .iter()
@@ -138,9 +180,11 @@ fn select_contacts(
     let mut values: Vec<(&str, &dyn ToSql)> =
         vec![(":account", &query.account_id), (":from", &from_id)];
     if let Some(list_id) = &filters.list_id {
+        // EXISTS, not IN: SQLite walks the contacts in id order and stops at the page's end,
+        // where IN (subquery) builds and sorts the whole list on every page.
         sql.push_str(
-            " AND c.id IN (SELECT m.contact_id FROM memberships m
-                           WHERE m.list_id = :list AND m.state IN (0, 1))",
+            " AND EXISTS (SELECT 1 FROM memberships m
+                          WHERE m.contact_id = c.id AND m.list_id = :list AND m.state IN (0, 1))",
         );
         values.push((":list", list_id));
     }
@@ -154,8 +198,11 @@ fn select_contacts(
     }
     if let Some(tag) = &filters.tag {
         sql.push_str(
-            " AND c.id IN (SELECT ct.contact_id FROM tags t JOIN contact_tags ct ON ct.tag_id = t.id
-                           WHERE t.account_id = :account AND t.name = :tag COLLATE NOCASE)",
+            " AND EXISTS (SELECT 1 FROM contact_tags ct
+                          WHERE ct.contact_id = c.id
+                            AND ct.tag_id = (SELECT t.id FROM tags t
+                                             WHERE t.account_id = :account
+                                               AND t.name = :tag COLLATE NOCASE))",
         );
         values.push((":tag", tag));
     }

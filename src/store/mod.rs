@@ -21,6 +21,8 @@ const READERS: u32 = 8;
 pub struct Store {
     readers: ReaderPool,
     writer: Writer,
+    /// Where recent filtered export pages ended (see `export_reader`).
+    pub page_ends: export_reader::PageEnds,
 }
 
 impl Store {
@@ -41,6 +43,7 @@ impl Store {
         Ok(Store {
             readers,
             writer: Writer::start(conn, options),
+            page_ends: export_reader::PageEnds::default(),
         })
     }
 
@@ -52,6 +55,14 @@ impl Store {
 
     pub fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// Changes whenever a write commits.
+    pub fn write_generation(&self) -> u64 {
+        self.writer
+            .stats
+            .commits
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Finishes the queued writes and closes the writer's connection.

@@ -59,6 +59,8 @@ pub struct WriterStats {
     pub commands: AtomicU64,
     /// Batches run a second time, with savepoints, because a command failed.
     pub retried_batches: AtomicU64,
+    /// Transactions committed: anything read before a change of this number may be stale.
+    pub commits: AtomicU64,
 }
 
 type Reply<T> = Sender<Result<T>>;
@@ -280,6 +282,11 @@ impl WriterLoop {
                 // The writer lets go of the commands before answering, so that each caller,
                 // holding the last reference to its plan, frees it on its own thread.
                 drop(batch);
+                if commit_failure.is_none() {
+                    // Counted before anyone hears of the write, so that nothing remembered from
+                    // before it is used after.
+                    self.stats.commits.fetch_add(1, Ordering::SeqCst);
+                }
                 for answer in answers {
                     answer(commit_failure.as_ref());
                 }

@@ -456,3 +456,66 @@ fn another_account_exports_nothing_of_this_one() {
     let answer = server.call_as(OTHER_KEY, "exportContacts", &[("field_names[]", "City")]);
     assert_eq!(answer["code"], "invalid_arg");
 }
+
+#[test]
+fn filtered_pages_walked_in_order_match_and_a_write_resets_them() {
+    let server = TestServer::start();
+    let list = server.create_list("L").to_string();
+    let mut rows = Vec::new();
+    for i in 0..300 {
+        // Every third contact is outside the list.
+        let lists = if i % 3 == 0 {
+            String::new()
+        } else {
+            list.clone()
+        };
+        rows.push([format!("p{i:03}@example.com"), lists]);
+    }
+    let rows_ref: Vec<[&str; 2]> = rows.iter().map(|[a, b]| [a.as_str(), b.as_str()]).collect();
+    let rows_ref: Vec<&[&str]> = rows_ref.iter().map(|r| &r[..]).collect();
+    server.import(&["email", "email_list_ids"], &rows_ref, &[]);
+    let page = |offset: usize, limit: usize| {
+        emails(&export(
+            &server,
+            &[
+                ("field_names[]", "email"),
+                ("list_id", &list),
+                ("offset", &offset.to_string()),
+                ("limit", &limit.to_string()),
+            ],
+        ))
+    };
+    let all = page(0, 1000);
+    assert_eq!(all.len(), 200);
+    // Walked in order, each page starts where the previous one ended.
+    let mut walked = Vec::new();
+    for offset in (0..210).step_by(7) {
+        walked.extend(page(offset, 7));
+    }
+    assert_eq!(walked, all);
+    // A contact leaves the list: pages after it shift, and no remembered end is used.
+    server.import(
+        &["email", "email_list_ids"],
+        &[&["p001@example.com", ""]],
+        &[("overwrite_lists", "1")],
+    );
+    let after: Vec<String> = all
+        .iter()
+        .filter(|e| *e != "p001@example.com")
+        .cloned()
+        .collect();
+    assert_eq!(page(7, 7), after[7..14].to_vec());
+    assert_eq!(page(14, 7), after[14..21].to_vec());
+    // The same offsets with another filter are another walk.
+    let tagged = emails(&export(
+        &server,
+        &[
+            ("field_names[]", "email"),
+            ("list_id", &list),
+            ("email_status", "new"),
+            ("offset", "14"),
+            ("limit", "7"),
+        ],
+    ));
+    assert_eq!(tagged, after[14..21].to_vec());
+}
