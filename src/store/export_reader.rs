@@ -62,7 +62,12 @@ struct Details {
 /// page then starts after the last contact of the previous one instead of walking everything
 /// before its offset. An end is used only while no write has committed since it was seen.
 #[derive(Default)]
-pub struct PageEnds(Mutex<HashMap<(i64, ExportFilters, u64), (u64, i64)>>);
+pub struct PageEnds(Mutex<HashMap<PageStart, PageEnd>>);
+
+/// A filtered walk's page: account, filters, offset.
+type PageStart = (i64, ExportFilters, u64);
+/// The write generation a page was read at, and its last contact id.
+type PageEnd = (u64, i64);
 
 /// Pages remembered at the most; past that the memory starts afresh.
 const PAGE_ENDS_KEPT: usize = 4096;
