@@ -82,12 +82,33 @@ fn check_title_free(conn: &Connection, account_id: i64, title: &str, except: i64
     Ok(())
 }
 
-fn check_list_exists(conn: &Connection, account_id: i64, list_id: i64) -> Result<()> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM lists WHERE id = ?1 AND account_id = ?2")?
-        .exists(params![list_id, account_id])?;
-    if !exists {
-        return Err(Error::invalid_arg(format!("list_id: no list {list_id}")));
+/// What an id names, for checking that it belongs to the account.
+#[derive(Clone, Copy)]
+enum Owned {
+    List,
+    Field,
+    Tag,
+}
+
+/// Refuses an id that is not one of the account's (another account's ids look the same as ids
+/// that do not exist: `invalid_arg`, naming the parameter).
+fn check_owned(conn: &Connection, account_id: i64, what: Owned, id: i64) -> Result<()> {
+    let (sql, refusal) = match what {
+        Owned::List => (
+            "SELECT 1 FROM lists WHERE id = ?1 AND account_id = ?2",
+            "list_id: no list",
+        ),
+        Owned::Field => (
+            "SELECT 1 FROM fields WHERE id = ?1 AND account_id = ?2",
+            "id: no field",
+        ),
+        Owned::Tag => (
+            "SELECT 1 FROM tags WHERE id = ?1 AND account_id = ?2",
+            "id: no tag",
+        ),
+    };
+    if !conn.prepare_cached(sql)?.exists(params![id, account_id])? {
+        return Err(Error::invalid_arg(format!("{refusal} {id}")));
     }
     Ok(())
 }
@@ -108,7 +129,7 @@ pub fn create_list(conn: &Connection, list: &NewList) -> Result<i64> {
 }
 
 pub fn update_list(conn: &Connection, update: &ListUpdate) -> Result<()> {
-    check_list_exists(conn, update.account_id, update.list_id)?;
+    check_owned(conn, update.account_id, Owned::List, update.list_id)?;
     if let Some(title) = &update.title {
         check_title_free(conn, update.account_id, title, update.list_id)?;
     }
@@ -129,7 +150,7 @@ pub fn update_list(conn: &Connection, update: &ListUpdate) -> Result<()> {
 
 /// Deletes the list and every membership in it; the contacts stay.
 pub fn delete_list(conn: &Connection, account_id: i64, list_id: i64) -> Result<()> {
-    check_list_exists(conn, account_id, list_id)?;
+    check_owned(conn, account_id, Owned::List, list_id)?;
     conn.prepare_cached("DELETE FROM memberships WHERE list_id = ?1")?
         .execute([list_id])?;
     conn.prepare_cached("DELETE FROM lists WHERE id = ?1")?
@@ -157,16 +178,6 @@ fn check_field_name_free(
     Ok(())
 }
 
-fn check_field_exists(conn: &Connection, account_id: i64, field_id: i64) -> Result<()> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM fields WHERE id = ?1 AND account_id = ?2")?
-        .exists(params![field_id, account_id])?;
-    if !exists {
-        return Err(Error::invalid_arg(format!("id: no field {field_id}")));
-    }
-    Ok(())
-}
-
 pub fn create_field(conn: &Connection, field: &NewField) -> Result<i64> {
     check_field_name_free(conn, field.account_id, &field.name, 0)?;
     let view_pos: i64 = conn
@@ -187,7 +198,7 @@ pub fn create_field(conn: &Connection, field: &NewField) -> Result<i64> {
 }
 
 pub fn update_field(conn: &Connection, update: &FieldUpdate) -> Result<i64> {
-    check_field_exists(conn, update.account_id, update.field_id)?;
+    check_owned(conn, update.account_id, Owned::Field, update.field_id)?;
     check_field_name_free(conn, update.account_id, &update.name, update.field_id)?;
     conn.prepare_cached(
         "UPDATE fields SET name = ?2, public_name = coalesce(?3, public_name) WHERE id = ?1",
@@ -198,7 +209,7 @@ pub fn update_field(conn: &Connection, update: &FieldUpdate) -> Result<i64> {
 
 /// Deletes the field and every value of it.
 pub fn delete_field(conn: &Connection, account_id: i64, field_id: i64) -> Result<()> {
-    check_field_exists(conn, account_id, field_id)?;
+    check_owned(conn, account_id, Owned::Field, field_id)?;
     conn.prepare_cached("DELETE FROM field_values WHERE field_id = ?1")?
         .execute([field_id])?;
     conn.prepare_cached("DELETE FROM fields WHERE id = ?1")?
@@ -208,12 +219,7 @@ pub fn delete_field(conn: &Connection, account_id: i64, field_id: i64) -> Result
 
 /// Deletes the tag; it leaves every contact that had it.
 pub fn delete_tag(conn: &Connection, account_id: i64, tag_id: i64) -> Result<()> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM tags WHERE id = ?1 AND account_id = ?2")?
-        .exists(params![tag_id, account_id])?;
-    if !exists {
-        return Err(Error::invalid_arg(format!("id: no tag {tag_id}")));
-    }
+    check_owned(conn, account_id, Owned::Tag, tag_id)?;
     conn.prepare_cached("DELETE FROM contact_tags WHERE tag_id = ?1")?
         .execute([tag_id])?;
     conn.prepare_cached("DELETE FROM tags WHERE id = ?1")?

@@ -1,6 +1,7 @@
 //! The row-level writes and in-transaction reads that importContacts and subscribe share:
-//! finding a contact by address, memberships, tags, field values, deletion. Called only from the
-//! writer thread.
+//! finding a contact by address, memberships, tags, field values, deletion. The writes are called
+//! only from the writer thread; the contact row's shape (`Found`, `read_found`) is also how
+//! exports read contacts.
 
 use crate::error::Result;
 use crate::import_plan::Channel;
@@ -56,6 +57,25 @@ pub struct ChannelColumns {
 }
 
 impl ChannelColumns {
+    /// Reads a channel's columns starting at `first` (address, status, availability, add time,
+    /// request IP, then the confirm time and IP when the channel has them).
+    fn read(row: &rusqlite::Row, first: usize, confirm: bool) -> rusqlite::Result<ChannelColumns> {
+        let (confirm_time, confirm_ip) = if confirm {
+            (row.get(first + 5)?, row.get(first + 6)?)
+        } else {
+            (None, None)
+        };
+        Ok(ChannelColumns {
+            address: row.get(first)?,
+            status: row.get(first + 1)?,
+            availability: row.get(first + 2)?,
+            add_time: row.get(first + 3)?,
+            request_ip: row.get(first + 4)?,
+            confirm_time,
+            confirm_ip,
+        })
+    }
+
     /// These columns with every given (`Some`) value of `changes` laid over them.
     pub fn overlaid(&self, changes: &ChannelColumns) -> ChannelColumns {
         ChannelColumns {
@@ -93,6 +113,7 @@ macro_rules! select_found {
          phone_add_time, phone_request_ip FROM contacts"
     };
 }
+pub(crate) use select_found;
 const FIND_BY_EMAIL: &str = concat!(select_found!(), " WHERE account_id = ?1 AND email = ?2");
 const FIND_BY_PHONE: &str = concat!(select_found!(), " WHERE account_id = ?1 AND phone = ?2");
 const FIND_BY_BOTH: &str = concat!(
@@ -100,27 +121,12 @@ const FIND_BY_BOTH: &str = concat!(
     " WHERE account_id = ?1 AND (email = ?2 OR phone = ?3)"
 );
 
-fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
+/// Reads a `Found` from a row that starts with `select_found!()`'s columns.
+pub fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
     Ok(Found {
         id: row.get(0)?,
-        email: ChannelColumns {
-            address: row.get(1)?,
-            status: row.get(2)?,
-            availability: row.get(3)?,
-            add_time: row.get(4)?,
-            request_ip: row.get(5)?,
-            confirm_time: row.get(6)?,
-            confirm_ip: row.get(7)?,
-        },
-        phone: ChannelColumns {
-            address: row.get(8)?,
-            status: row.get(9)?,
-            availability: row.get(10)?,
-            add_time: row.get(11)?,
-            request_ip: row.get(12)?,
-            confirm_time: None,
-            confirm_ip: None,
-        },
+        email: ChannelColumns::read(row, 1, true)?,
+        phone: ChannelColumns::read(row, 8, false)?,
     })
 }
 

@@ -5,47 +5,11 @@
 use crate::error::Result;
 use crate::export_query::{ExportColumn, ExportFilters, ExportQuery, SystemColumn};
 use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp};
+use crate::store::contact_rows::{Found, read_found, select_found};
+use rusqlite::Connection;
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, Row};
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// A contact's own columns.
-struct ContactRow {
-    id: i64,
-    email: Option<String>,
-    email_status: Option<i64>,
-    email_availability: Option<i64>,
-    email_add_time: Option<i64>,
-    email_request_ip: Option<String>,
-    email_confirm_time: Option<i64>,
-    email_confirm_ip: Option<String>,
-    phone: Option<String>,
-    phone_status: Option<i64>,
-    phone_availability: Option<i64>,
-    phone_add_time: Option<i64>,
-    phone_request_ip: Option<String>,
-}
-
-impl ContactRow {
-    fn read(row: &Row) -> rusqlite::Result<ContactRow> {
-        Ok(ContactRow {
-            id: row.get(0)?,
-            email: row.get(1)?,
-            email_status: row.get(2)?,
-            email_availability: row.get(3)?,
-            email_add_time: row.get(4)?,
-            email_request_ip: row.get(5)?,
-            email_confirm_time: row.get(6)?,
-            email_confirm_ip: row.get(7)?,
-            phone: row.get(8)?,
-            phone_status: row.get(9)?,
-            phone_availability: row.get(10)?,
-            phone_add_time: row.get(11)?,
-            phone_request_ip: row.get(12)?,
-        })
-    }
-}
 
 /// What a contact has besides its own columns, as far as the columns asked need it.
 #[derive(Default)]
@@ -173,15 +137,13 @@ fn select_contacts(
     from_id: i64,
     offset: u64,
     limit: u64,
-) -> Result<Vec<ContactRow>> {
+) -> Result<Vec<Found>> {
     let filters = &query.filters;
     // Only constant fragments are joined here; every value is a bound parameter.
-    let mut sql = String::from(
-        "SELECT c.id, c.email, c.email_status, c.email_availability, c.email_add_time,
-                c.email_request_ip, c.email_confirm_time, c.email_confirm_ip, c.phone,
-                c.phone_status, c.phone_availability, c.phone_add_time, c.phone_request_ip
-         FROM contacts c WHERE c.account_id = :account AND c.id >= :from",
-    );
+    let mut sql = String::from(concat!(
+        select_found!(),
+        " c WHERE c.account_id = :account AND c.id >= :from"
+    ));
     let mut values: Vec<(&str, &dyn ToSql)> =
         vec![(":account", &query.account_id), (":from", &from_id)];
     if let Some(list_id) = &filters.list_id {
@@ -224,13 +186,13 @@ fn select_contacts(
     values.push((":limit", &limit));
     values.push((":offset", &offset));
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(values.as_slice(), ContactRow::read)?;
+    let rows = statement.query_map(values.as_slice(), read_found)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Loads what the columns need for these contacts, a run of nearby ids at a time: one range
 /// query for a dense page, a few small ones for a sparse (filtered) page.
-fn details(conn: &Connection, query: &ExportQuery, contacts: &[ContactRow]) -> Result<Details> {
+fn details(conn: &Connection, query: &ExportQuery, contacts: &[Found]) -> Result<Details> {
     let mut details = Details::default();
     let (memberships, tags, fields) = (
         query.needs_memberships(),
@@ -295,7 +257,7 @@ fn details(conn: &Connection, query: &ExportQuery, contacts: &[ContactRow]) -> R
 }
 
 /// Splits the (ascending) ids into runs whose neighbours are at most 64 apart.
-fn id_runs(contacts: &[ContactRow]) -> Vec<(i64, i64)> {
+fn id_runs(contacts: &[Found]) -> Vec<(i64, i64)> {
     let mut runs: Vec<(i64, i64)> = Vec::new();
     for contact in contacts {
         match runs.last_mut() {
@@ -306,7 +268,7 @@ fn id_runs(contacts: &[ContactRow]) -> Vec<(i64, i64)> {
     runs
 }
 
-fn render(query: &ExportQuery, contact: &ContactRow, details: &Details) -> Vec<String> {
+fn render(query: &ExportQuery, contact: &Found, details: &Details) -> Vec<String> {
     let memberships = details
         .memberships
         .get(&contact.id)
@@ -359,22 +321,22 @@ fn render(query: &ExportQuery, contact: &ContactRow, details: &Details) -> Vec<S
                 use SystemColumn::*;
                 match system {
                     Id => contact.id.to_string(),
-                    Email => text(&contact.email),
-                    EmailStatus => email_status(contact.email_status).to_string(),
-                    EmailAvailability => availability(contact.email_availability).to_string(),
-                    EmailAddTime => time(contact.email_add_time),
-                    EmailRequestIp => text(&contact.email_request_ip),
-                    EmailConfirmTime => time(contact.email_confirm_time),
-                    EmailConfirmIp => text(&contact.email_confirm_ip),
+                    Email => text(&contact.email.address),
+                    EmailStatus => email_status(contact.email.status).to_string(),
+                    EmailAvailability => availability(contact.email.availability).to_string(),
+                    EmailAddTime => time(contact.email.add_time),
+                    EmailRequestIp => text(&contact.email.request_ip),
+                    EmailConfirmTime => time(contact.email.confirm_time),
+                    EmailConfirmIp => text(&contact.email.confirm_ip),
                     EmailListIds => list(0, MembershipState::Active),
                     EmailSubscribeTimes => times(0),
                     EmailUnsubscribedListIds => list(0, MembershipState::Unsubscribed),
                     EmailExcludedListIds => list(0, MembershipState::Excluded),
-                    Phone => text(&contact.phone),
-                    PhoneStatus => phone_status(contact.phone_status).to_string(),
-                    PhoneAvailability => availability(contact.phone_availability).to_string(),
-                    PhoneAddTime => time(contact.phone_add_time),
-                    PhoneRequestIp => text(&contact.phone_request_ip),
+                    Phone => text(&contact.phone.address),
+                    PhoneStatus => phone_status(contact.phone.status).to_string(),
+                    PhoneAvailability => availability(contact.phone.availability).to_string(),
+                    PhoneAddTime => time(contact.phone.add_time),
+                    PhoneRequestIp => text(&contact.phone.request_ip),
                     PhoneListIds => list(1, MembershipState::Active),
                     PhoneSubscribeTimes => times(1),
                     PhoneUnsubscribedListIds => list(1, MembershipState::Unsubscribed),
