@@ -15,6 +15,8 @@
 
 #[path = "../tests/support/http_client.rs"]
 mod http_client;
+#[path = "../tests/support/served.rs"]
+mod served;
 
 use http_client::{Client, encode};
 use std::time::{Duration, Instant};
@@ -348,30 +350,19 @@ fn latency(bench: &Bench, calls: std::ops::Range<usize>) {
 /// Peak resident memory of the real binary while 16 clients import.
 fn peak_memory(calls: usize) {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_unisender-local"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--account",
-            &format!("bench:{KEY}"),
-            "--db",
-        ])
-        .arg(dir.path().join("rss.db"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("the listening line");
-    let address: std::net::SocketAddr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .expect("an address");
+    let served = served::start(
+        served::binary()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--account",
+                &format!("bench:{KEY}"),
+                "--db",
+            ])
+            .arg(dir.path().join("rss.db")),
+    );
+    let (mut child, address) = (served.child, served.address);
     let mut client = Client::new(address);
     for form in ["title=One", "title=Two"] {
         client.post_form("/en/api/createList", &format!("api_key={KEY}&{form}"));

@@ -6,9 +6,10 @@
 
 #[path = "../tests/support/http_client.rs"]
 mod http_client;
+#[path = "../tests/support/served.rs"]
+mod served;
 
 use http_client::{Client, encode};
-use std::io::BufRead;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,28 +44,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_unisender-local"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--account",
-            &format!("soak:{KEY}"),
-            "--db",
-        ])
-        .arg(dir.path().join("soak.db"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the listening line");
-    let address: std::net::SocketAddr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .expect("an address");
+    let served = served::start(
+        served::binary()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--account",
+                &format!("soak:{KEY}"),
+                "--db",
+            ])
+            .arg(dir.path().join("soak.db")),
+    );
+    let (mut child, address) = (served.child, served.address);
     Client::new(address).post_form("/en/api/createList", &format!("api_key={KEY}&title=Soak"));
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,6 +1,6 @@
 //! The command line: start-up output, accounts, refusing bad database files, clean shutdown.
 
-use crate::support::{KEY, TestServer, binary};
+use crate::support::{KEY, TestServer, binary, start};
 use std::io::Write;
 
 #[test]
@@ -45,18 +45,16 @@ fn with_no_account_one_is_created_and_shown_once() {
 #[test]
 fn the_created_account_line_follows_the_listening_line() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = binary()
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.path().join("x.db"))
-        .env_remove("UNISENDER_LOCAL_ACCOUNTS")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = [String::new(), String::new()];
-    for line in &mut lines {
-        std::io::BufRead::read_line(&mut out, line).unwrap();
-    }
+    let mut served = start(
+        binary()
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("x.db"))
+            .env_remove("UNISENDER_LOCAL_ACCOUNTS"),
+    );
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut served.stdout, &mut second).unwrap();
+    let lines = [served.first_line.clone(), second];
+    let mut child = served.child;
     assert!(
         lines[0].starts_with("listening on http://127.0.0.1:"),
         "{lines:?}"
@@ -114,27 +112,16 @@ fn accounts_add_creates_updates_and_the_server_accepts_the_key() {
 #[test]
 fn accounts_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = binary()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("UNISENDER_LOCAL_DB", dir.path().join("env.db"))
-        .env(
-            "UNISENDER_LOCAL_ACCOUNTS",
-            "one:key-one-123,two:key-two-456",
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let address: std::net::SocketAddr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .unwrap();
+    let served = start(
+        binary()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("UNISENDER_LOCAL_DB", dir.path().join("env.db"))
+            .env(
+                "UNISENDER_LOCAL_ACCOUNTS",
+                "one:key-one-123,two:key-two-456",
+            ),
+    );
+    let (mut child, address) = (served.child, served.address);
     for key in ["key-one-123", "key-two-456"] {
         let reply = crate::support::http_client::Client::new(address)
             .send(format!("GET /en/api/getLists?api_key={key} HTTP/1.1\r\n\r\n").as_bytes());

@@ -2,10 +2,10 @@
 //! stalled and many clients, concurrent writers, keys in logs, backups and checks.
 
 use crate::support::http_client::{Client, form, read_reply};
-use crate::support::{TestServer, binary, terminate};
+use crate::support::{TestServer, binary, start, terminate};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
@@ -158,30 +158,20 @@ fn sql_and_formula_text_is_stored_and_returned_literally() {
 
 /// A server process on `db`, for tests that kill or stop it themselves.
 fn spawn(db: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
-    let mut child = binary()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--account",
-            &format!("crash:{CORPUS_KEY}"),
-            "--db",
-        ])
-        .arg(db)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .unwrap();
-    (child, address)
+    let served = start(
+        binary()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--account",
+                &format!("crash:{CORPUS_KEY}"),
+                "--db",
+            ])
+            .arg(db)
+            .args(extra),
+    );
+    (served.child, served.address)
 }
 
 /// One import call: `size` new contacts carrying the call's own tag.
@@ -568,25 +558,25 @@ fn concurrent_writers_leave_a_serialisable_state() {
 fn keys_never_appear_in_the_output_and_other_addresses_warn() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "very-secret-key-0123456789abcdef";
-    let mut child = binary()
-        .args([
-            "serve",
-            "--listen",
-            "0.0.0.0:0",
-            "--account",
-            &format!("me:{secret}"),
-            "--db",
-        ])
-        .arg(dir.path().join("k.db"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let served = start(
+        binary()
+            .args([
+                "serve",
+                "--listen",
+                "0.0.0.0:0",
+                "--account",
+                &format!("me:{secret}"),
+                "--db",
+            ])
+            .arg(dir.path().join("k.db"))
+            .stderr(Stdio::piped()),
+    );
+    let (mut child, address, line, mut stdout) = (
+        served.child,
+        served.address,
+        served.first_line,
+        served.stdout,
+    );
     let mut client = Client::new(address);
     for key in [secret, "a-wrong-key-9876543210", ""] {
         client.post_form(

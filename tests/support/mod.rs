@@ -2,15 +2,17 @@
 //! directory on 127.0.0.1:0, a client for it, and a read-only look into its database.
 
 pub mod http_client;
+pub mod served;
+
+pub use served::{binary, start, terminate};
 
 use http_client::{Client, Reply, form};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStdout, ExitStatus};
 
 pub const KEY: &str = "test-key-0123456789";
 pub const OTHER_KEY: &str = "other-key-9876543210";
@@ -24,10 +26,6 @@ pub struct TestServer {
     _stdout: BufReader<ChildStdout>,
     /// What the server printed on stdout after the listening line, read at start.
     pub first_line: String,
-}
-
-pub fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_unisender-local"))
 }
 
 impl TestServer {
@@ -48,40 +46,27 @@ impl TestServer {
     }
 
     pub fn start_on(dir: tempfile::TempDir, db: PathBuf, extra: &[&str]) -> TestServer {
-        let mut child = binary()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--durability",
-                "relaxed",
-                "--db",
-            ])
-            .arg(&db)
-            .args(extra)
-            .env_remove("UNISENDER_LOCAL_ACCOUNTS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starts the server binary");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut first_line = String::new();
-        stdout
-            .read_line(&mut first_line)
-            .expect("reads the listening line");
-        let address = first_line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
-            .parse()
-            .expect("the listening line names an address");
+        let served = start(
+            binary()
+                .args([
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--durability",
+                    "relaxed",
+                    "--db",
+                ])
+                .arg(&db)
+                .args(extra)
+                .env_remove("UNISENDER_LOCAL_ACCOUNTS"),
+        );
         TestServer {
-            child: Some(child),
-            address,
+            child: Some(served.child),
+            address: served.address,
             _dir: dir,
             db,
-            _stdout: stdout,
-            first_line,
+            _stdout: served.stdout,
+            first_line: served.first_line,
         }
     }
 
@@ -218,24 +203,6 @@ impl TestServer {
     pub fn stop(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("running");
         terminate(child)
-    }
-}
-
-/// SIGTERM, then a bounded wait; SIGKILL if the process does not stop.
-pub fn terminate(child: &mut Child) -> ExitStatus {
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().expect("waits for the child") {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            return child.wait().expect("waits after kill");
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

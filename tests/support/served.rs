@@ -1,0 +1,71 @@
+//! The real binary started as a server, its address read back from the first line it prints.
+//! Shared by the tests and the benchmarks.
+// The benchmarks use only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server process.
+pub struct Served {
+    pub child: Child,
+    /// Where to connect: the listening address, an unspecified IP replaced by loopback.
+    pub address: SocketAddr,
+    /// `listening on http://HOST:PORT`, as printed.
+    pub first_line: String,
+    /// The rest of the server's stdout, kept open so that it can go on printing.
+    pub stdout: BufReader<ChildStdout>,
+}
+
+/// The binary under test.
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_unisender-local"))
+}
+
+/// Spawns `command` (the binary with its `serve ...` arguments) and waits for its listening line.
+pub fn start(command: &mut Command) -> Served {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starts the server binary");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut first_line = String::new();
+    stdout
+        .read_line(&mut first_line)
+        .expect("reads the listening line");
+    let mut address: SocketAddr = first_line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .parse()
+        .expect("the listening line names an address");
+    if address.ip().is_unspecified() {
+        address.set_ip(Ipv4Addr::LOCALHOST.into());
+    }
+    Served {
+        child,
+        address,
+        first_line,
+        stdout,
+    }
+}
+
+/// SIGTERM, then a bounded wait; SIGKILL if the process does not stop.
+pub fn terminate(child: &mut Child) -> ExitStatus {
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("waits for the child") {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            return child.wait().expect("waits after kill");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
