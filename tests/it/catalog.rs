@@ -80,7 +80,7 @@ fn update_list() {
 #[test]
 fn delete_list_leaves_every_export_column_and_filter() {
     let server = TestServer::start();
-    let (a, b) = (server.create_list("A"), server.create_list("B"));
+    let [a, b] = server.create_lists(["A", "B"]);
     let both = format!("{a},{b}");
     server.import(
         &[

@@ -1,6 +1,6 @@
 //! The command line: start-up output, accounts, refusing bad database files, clean shutdown.
 
-use crate::support::{KEY, TestServer, binary, start};
+use crate::support::{KEY, TestServer, binary, path, run_ok, start};
 use std::io::Write;
 
 #[test]
@@ -12,12 +12,7 @@ fn with_no_account_one_is_created_and_shown_once() {
             .starts_with("listening on http://127.0.0.1:")
     );
     let db = server.db.clone();
-    let listed = binary()
-        .args(["accounts", "list", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let listed = run_ok(&["accounts", "list", "--db", path(&db)]);
     assert!(listed.contains("local\t"), "{listed}");
     let key: String = rusqlite::Connection::open(&db)
         .unwrap()
@@ -70,20 +65,11 @@ fn the_created_account_line_follows_the_listening_line() {
 #[test]
 fn accounts_add_creates_updates_and_the_server_accepts_the_key() {
     let server = TestServer::start();
+    let db = server.db.to_string_lossy().into_owned();
     let add = |args: &[&str]| {
-        let output = binary()
-            .args(["accounts", "add"])
-            .args(args)
-            .arg("--db")
-            .arg(&server.db)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let mut all = vec!["accounts", "add", "--db", &db];
+        all.extend_from_slice(args);
+        run_ok(&all)
     };
     let created = add(&["third"]);
     let key = created.trim().rsplit(' ').next().unwrap().to_string();

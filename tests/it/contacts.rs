@@ -177,7 +177,7 @@ fn subscribe_existing_contacts_of_each_status() {
 #[test]
 fn subscribe_overwrite_modes() {
     let server = TestServer::start();
-    let (a, b) = (server.create_list("A"), server.create_list("B"));
+    let [a, b] = server.create_lists(["A", "B"]);
     server.create_field("City");
     server.create_field("Zip");
     let setup = |email: &str| {
@@ -366,11 +366,7 @@ fn subscribe_errors() {
 #[test]
 fn exclude_and_unsubscribe_show_in_export() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.create_list("A"),
-        server.create_list("B"),
-        server.create_list("C"),
-    );
+    let [a, b, c] = server.create_lists(["A", "B", "C"]);
     let all = format!("{a},{b},{c}");
     server.import(
         &[
@@ -641,11 +637,7 @@ fn total_contacts_count_and_access() {
 #[test]
 fn is_contact_in_lists_with_both_conditions() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.create_list("A"),
-        server.create_list("B"),
-        server.create_list("C"),
-    );
+    let [a, b, c] = server.create_lists(["A", "B", "C"]);
     server.import(
         &[
             "email",

@@ -20,7 +20,7 @@ fn emails(answer: &Value) -> Vec<String> {
 /// Five contacts: in list A active / unsubscribed / excluded, tagged, with statuses.
 fn populated() -> (TestServer, i64, i64) {
     let server = TestServer::start();
-    let (a, b) = (server.create_list("A"), server.create_list("B"));
+    let [a, b] = server.create_lists(["A", "B"]);
     server.create_field("City");
     let (a_text, b_text) = (a.to_string(), b.to_string());
     let answer = server.import(

@@ -167,11 +167,7 @@ fn step4_existing_contacts_status_rule_and_added_channels() {
 #[test]
 fn step5_merging_memberships() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.create_list("A"),
-        server.create_list("B"),
-        server.create_list("C"),
-    );
+    let [a, b, c] = server.create_lists(["A", "B", "C"]);
     server.import(
         &[
             "email",
@@ -253,11 +249,7 @@ fn step5_merging_memberships() {
 #[test]
 fn step5_overwriting_memberships() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.create_list("A"),
-        server.create_list("B"),
-        server.create_list("C"),
-    );
+    let [a, b, c] = server.create_lists(["A", "B", "C"]);
     server.import(
         &[
             "email",

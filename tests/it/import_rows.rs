@@ -28,12 +28,7 @@ fn now() -> i64 {
 #[test]
 fn every_system_column_is_stored() {
     let server = TestServer::start();
-    let (l1, l2, l3, l4) = (
-        server.create_list("A"),
-        server.create_list("B"),
-        server.create_list("C"),
-        server.create_list("D"),
-    );
+    let [l1, l2, l3, l4] = server.create_lists(["A", "B", "C", "D"]);
     let columns = [
         "Email",
         "phone",
@@ -402,25 +397,17 @@ fn role_address_warning() {
 #[test]
 fn overlimit_warning_and_top_level_warning() {
     let server = TestServer::start();
-    let status = crate::support::binary()
-        .args([
-            "accounts",
-            "add",
-            "limited",
-            "--key",
-            "limited-key-1234",
-            "--contact-limit",
-            "2",
-            "--db",
-        ])
-        .arg(&server.db)
-        .output()
-        .expect("runs accounts add");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    crate::support::run_ok(&[
+        "accounts",
+        "add",
+        "limited",
+        "--key",
+        "limited-key-1234",
+        "--contact-limit",
+        "2",
+        "--db",
+        crate::support::path(&server.db),
+    ]);
     let answer = server.call_as(
         "limited-key-1234",
         "importContacts",

@@ -2,7 +2,7 @@
 //! stalled and many clients, concurrent writers, keys in logs, backups and checks.
 
 use crate::support::http_client::{Client, form, read_reply};
-use crate::support::{TestServer, binary, start, terminate};
+use crate::support::{TestServer, binary, path, run_ok, start, terminate};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -231,17 +231,8 @@ fn served_total(db: &std::path::Path) -> i64 {
 }
 
 fn integrity_ok(db: &std::path::Path) {
-    let output = binary().args(["check", "--db"]).arg(db).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    assert!(
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .ends_with(": ok")
-    );
+    let checked = run_ok(&["check", "--db", path(db)]);
+    assert!(checked.trim().ends_with(": ok"));
 }
 
 /// Clients import until told to stop, recording the calls answered 200.
@@ -609,12 +600,9 @@ fn keys_never_appear_in_the_output_and_other_addresses_warn() {
             "a key was printed: {text}"
         );
     }
-    let listed = binary()
-        .args(["accounts", "list", "--db"])
-        .arg(dir.path().join("k.db"))
-        .output()
-        .unwrap();
-    assert!(!String::from_utf8_lossy(&listed.stdout).contains(secret));
+    let db = dir.path().join("k.db");
+    let listed = run_ok(&["accounts", "list", "--db", path(&db)]);
+    assert!(!listed.contains(secret));
 }
 
 #[test]
@@ -626,17 +614,7 @@ fn backup_while_serving_and_check() {
     let clients = importers(address, "b", 2, stop.clone());
     std::thread::sleep(Duration::from_millis(300));
     let copy = dir.path().join("copy.db");
-    let output = binary()
-        .args(["backup", "--db"])
-        .arg(&db)
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_ok(&["backup", "--db", path(&db), path(&copy)]);
     stop.store(true, Ordering::SeqCst);
     clients.into_iter().for_each(|c| drop(c.join().unwrap()));
     assert!(terminate(&mut child).success());

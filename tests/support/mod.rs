@@ -4,7 +4,7 @@
 pub mod http_client;
 pub mod served;
 
-pub use served::{binary, start, terminate};
+pub use served::{binary, path, run_ok, start, terminate};
 
 use http_client::{Client, Reply, form};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -13,6 +13,7 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, ExitStatus};
+use unisender_local::model::{Availability, EmailStatus, MembershipState, PhoneStatus};
 
 pub const KEY: &str = "test-key-0123456789";
 pub const OTHER_KEY: &str = "other-key-9876543210";
@@ -141,6 +142,11 @@ impl TestServer {
         answer["result"].clone()
     }
 
+    /// Lists with these titles, created in order.
+    pub fn create_lists<const N: usize>(&self, titles: [&str; N]) -> [i64; N] {
+        titles.map(|title| self.create_list(title))
+    }
+
     pub fn create_list(&self, title: &str) -> i64 {
         self.ok("createList", &[("title", title)])["id"]
             .as_i64()
@@ -216,28 +222,14 @@ impl Drop for TestServer {
     }
 }
 
-const EMAIL_STATUS: [&str; 7] = [
-    "new",
-    "invited",
-    "active",
-    "inactive",
-    "unsubscribed",
-    "blocked",
-    "activation_requested",
-];
-const PHONE_STATUS: [&str; 6] = ["new", "?", "active", "inactive", "unsubscribed", "blocked"];
-const AVAILABILITY: [&str; 6] = [
-    "available",
-    "unreachable",
-    "temp_unreachable",
-    "mailbox_full",
-    "spam_rejected",
-    "spam_folder",
-];
-const STATE: [&str; 4] = ["active", "unsubscribed", "excluded", "invited"];
-
-fn name(table: &[&str], code: Option<i64>) -> Value {
-    code.map_or(Value::Null, |c| json!(table[c as usize]))
+/// A stored code in wire terms, through the server's own vocabulary (schema.sql lists the codes).
+fn name<V: Copy>(
+    from_code: fn(i64) -> Option<V>,
+    wire: fn(V) -> &'static str,
+    code: Option<i64>,
+) -> Value {
+    code.and_then(from_code)
+        .map_or(Value::Null, |v| json!(wire(v)))
 }
 
 fn contact_view(conn: &Connection, id: i64) -> Value {
@@ -252,15 +244,15 @@ fn contact_view(conn: &Connection, id: i64) -> Value {
                     "id": id,
                     "account": row.get::<_, i64>(0)?,
                     "email": row.get::<_, Option<String>>(1)?,
-                    "email_status": name(&EMAIL_STATUS, row.get(2)?),
-                    "email_availability": name(&AVAILABILITY, row.get(3)?),
+                    "email_status": name(EmailStatus::from_code, EmailStatus::wire, row.get(2)?),
+                    "email_availability": name(Availability::from_code, Availability::wire, row.get(3)?),
                     "email_add_time": row.get::<_, Option<i64>>(4)?,
                     "email_request_ip": row.get::<_, Option<String>>(5)?,
                     "email_confirm_time": row.get::<_, Option<i64>>(6)?,
                     "email_confirm_ip": row.get::<_, Option<String>>(7)?,
                     "phone": row.get::<_, Option<String>>(8)?,
-                    "phone_status": name(&PHONE_STATUS, row.get(9)?),
-                    "phone_availability": name(&AVAILABILITY, row.get(10)?),
+                    "phone_status": name(PhoneStatus::from_code, PhoneStatus::wire, row.get(9)?),
+                    "phone_availability": name(Availability::from_code, Availability::wire, row.get(10)?),
                     "phone_add_time": row.get::<_, Option<i64>>(11)?,
                     "phone_request_ip": row.get::<_, Option<String>>(12)?,
                 }))
@@ -278,7 +270,13 @@ fn contact_view(conn: &Connection, id: i64) -> Value {
         let lists: Vec<Value> = memberships
             .iter()
             .filter(|m| m.0 == channel)
-            .map(|m| json!([m.1, STATE[m.2 as usize], m.3]))
+            .map(|m| {
+                json!([
+                    m.1,
+                    name(MembershipState::from_code, MembershipState::wire, Some(m.2)),
+                    m.3
+                ])
+            })
             .collect();
         view[key] = json!(lists);
     }

@@ -3,6 +3,7 @@
 // The benchmarks use only part of it.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -22,6 +23,27 @@ pub struct Served {
 /// The binary under test.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_unisender-local"))
+}
+
+/// Runs the binary with `args` to completion, fails the test unless it succeeded, and returns
+/// what it printed on stdout.
+pub fn run_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let output = binary().args(args).output().expect("runs the binary");
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}{}",
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy())
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A temporary path as an argument (temporary paths here are UTF-8).
+pub fn path(path: &std::path::Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
 }
 
 /// Spawns `command` (the binary with its `serve ...` arguments) and waits for its listening line.
