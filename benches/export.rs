@@ -32,6 +32,11 @@ fn report(name: &str, value: f64, unit: &str) {
     );
 }
 
+/// A duration, in milliseconds.
+fn report_ms(name: &str, duration: Duration) {
+    report(name, duration.as_secs_f64() * 1000.0, "ms");
+}
+
 /// Fills the account with `contacts` contacts of the standard shape, 500 per call, 2 clients.
 fn populate(server: &Server, contacts: usize, lists: (i64, i64)) {
     let calls = contacts.div_ceil(500);
@@ -147,16 +152,8 @@ fn main() {
     page_time(&mut client, contacts - 1000, 3);
     let first = page_time(&mut client, 0, repeats);
     let deep = page_time(&mut client, contacts - 1000, repeats);
-    report(
-        "export_page_1000_offset_0",
-        first.as_secs_f64() * 1000.0,
-        "ms",
-    );
-    report(
-        "export_page_1000_near_end",
-        deep.as_secs_f64() * 1000.0,
-        "ms",
-    );
+    report_ms("export_page_1000_offset_0", first);
+    report_ms("export_page_1000_near_end", deep);
     // Filtered by a list: a direct jump deep walks the filtered index up to the offset; a walk
     // in order starts each page where the previous one ended.
     let filter = format!("&list_id={}", lists.0);
@@ -168,21 +165,9 @@ fn main() {
         .collect();
     in_order.sort();
     let filtered_walk = in_order[in_order.len() / 2];
-    report(
-        "export_filtered_page_offset_0",
-        filtered_first.as_secs_f64() * 1000.0,
-        "ms",
-    );
-    report(
-        "export_filtered_page_deep_direct_jump",
-        filtered_jump.as_secs_f64() * 1000.0,
-        "ms",
-    );
-    report(
-        "export_filtered_page_deep_in_order",
-        filtered_walk.as_secs_f64() * 1000.0,
-        "ms",
-    );
+    report_ms("export_filtered_page_offset_0", filtered_first);
+    report_ms("export_filtered_page_deep_direct_jump", filtered_jump);
+    report_ms("export_filtered_page_deep_in_order", filtered_walk);
     report(
         "export_filtered_deep_in_order_vs_first",
         filtered_walk.as_secs_f64() / filtered_first.as_secs_f64(),
