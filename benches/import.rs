@@ -350,18 +350,10 @@ fn latency(bench: &Bench, calls: std::ops::Range<usize>) {
 /// Peak resident memory of the real binary while 16 clients import.
 fn peak_memory(calls: usize) {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let served = served::start(
-        served::binary()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--account",
-                &format!("bench:{KEY}"),
-                "--db",
-            ])
-            .arg(dir.path().join("rss.db")),
-    );
+    let served = served::start(&mut served::serving(
+        &dir.path().join("rss.db"),
+        &format!("bench:{KEY}"),
+    ));
     let (mut child, address) = (served.child, served.address);
     let mut client = Client::new(address);
     for form in ["title=One", "title=Two"] {

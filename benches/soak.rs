@@ -44,18 +44,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let served = served::start(
-        served::binary()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--account",
-                &format!("soak:{KEY}"),
-                "--db",
-            ])
-            .arg(dir.path().join("soak.db")),
-    );
+    let served = served::start(&mut served::serving(
+        &dir.path().join("soak.db"),
+        &format!("soak:{KEY}"),
+    ));
     let (mut child, address) = (served.child, served.address);
     Client::new(address).post_form("/en/api/createList", &format!("api_key={KEY}&title=Soak"));
 

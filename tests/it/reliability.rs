@@ -2,7 +2,7 @@
 //! stalled and many clients, concurrent writers, keys in logs, backups and checks.
 
 use crate::support::http_client::{Client, form, read_reply};
-use crate::support::{TestServer, binary, path, run_ok, start, terminate};
+use crate::support::{TestServer, binary, path, run_ok, serving, start, terminate};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -158,19 +158,7 @@ fn sql_and_formula_text_is_stored_and_returned_literally() {
 
 /// A server process on `db`, for tests that kill or stop it themselves.
 fn spawn(db: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
-    let served = start(
-        binary()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--account",
-                &format!("crash:{CORPUS_KEY}"),
-                "--db",
-            ])
-            .arg(db)
-            .args(extra),
-    );
+    let served = start(serving(db, &format!("crash:{CORPUS_KEY}")).args(extra));
     (served.child, served.address)
 }
 

@@ -4,7 +4,7 @@
 pub mod http_client;
 pub mod served;
 
-pub use served::{binary, path, run_ok, start, terminate};
+pub use served::{binary, path, run_ok, serving, start, terminate};
 
 use http_client::{Client, Reply, form};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};

@@ -25,6 +25,22 @@ pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_unisender-local"))
 }
 
+/// The binary set to serve `db` on a free loopback port with one account (`LOGIN:KEY`).
+pub fn serving(db: &std::path::Path, account: &str) -> Command {
+    let mut command = binary();
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--account",
+            account,
+            "--db",
+        ])
+        .arg(db);
+    command
+}
+
 /// Runs the binary with `args` to completion, fails the test unless it succeeded, and returns
 /// what it printed on stdout.
 pub fn run_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
