@@ -1,4 +1,4 @@
--- The database of unisender-local, version 1 (PRAGMA user_version = 1).
+-- The database of unisender-local, version 2 (PRAGMA user_version = 2).
 -- Applied once to an empty file by src/store/db.rs. Ids are global INTEGER PRIMARY KEYs, so an id
 -- of one account is simply absent from another's rows. Times are Unix seconds, UTC.
 -- Statuses, availabilities and membership states are small integers; src/model.rs maps them:
@@ -46,6 +46,10 @@ CREATE TABLE tags (
 CREATE UNIQUE INDEX tags_by_name ON tags (account_id, name COLLATE NOCASE);
 
 -- Contacts (person_id = id) with their two channels inline: a NULL address means no channel.
+-- A contact's memberships, tags and field values are packed into its last three columns
+-- (src/store/packed.rs has the encodings): one row per contact instead of about ten B-tree
+-- entries. Filters by list or tag walk the account's contacts in id order, which exports did
+-- anyway.
 CREATE TABLE contacts (
     id                 INTEGER PRIMARY KEY,
     account_id         INTEGER NOT NULL REFERENCES accounts(id),
@@ -60,41 +64,16 @@ CREATE TABLE contacts (
     phone_status       INTEGER,
     phone_availability INTEGER,
     phone_add_time     INTEGER,
-    phone_request_ip   TEXT
+    phone_request_ip   TEXT,
+    memberships        BLOB,                  -- lists of both channels, with states and times
+    tag_ids            BLOB,                  -- ids in tags
+    field_values       BLOB                   -- values by ids in fields
 );
 -- The lookups of importContacts, and the uniqueness of an address within an account.
 CREATE UNIQUE INDEX contacts_by_email ON contacts (account_id, email) WHERE email IS NOT NULL;
 CREATE UNIQUE INDEX contacts_by_phone ON contacts (account_id, phone) WHERE phone IS NOT NULL;
--- Paging an account's contacts in id order.
-CREATE INDEX contacts_by_account ON contacts (account_id, id);
-
--- A channel's membership in a list. channel: 0 email, 1 phone.
-CREATE TABLE memberships (
-    contact_id    INTEGER NOT NULL,
-    channel       INTEGER NOT NULL,
-    list_id       INTEGER NOT NULL,
-    state         INTEGER NOT NULL,
-    subscribed_at INTEGER NOT NULL,
-    PRIMARY KEY (contact_id, channel, list_id)
-) WITHOUT ROWID;
--- Export by list, and removing a deleted list's memberships.
-CREATE INDEX memberships_by_list ON memberships (list_id, contact_id);
-
--- User-field values; a field without a value has no row.
-CREATE TABLE field_values (
-    contact_id INTEGER NOT NULL,
-    field_id   INTEGER NOT NULL,
-    value      TEXT NOT NULL,
-    PRIMARY KEY (contact_id, field_id)
-) WITHOUT ROWID;
-
--- Tags on contacts.
-CREATE TABLE contact_tags (
-    contact_id INTEGER NOT NULL,
-    tag_id     INTEGER NOT NULL,
-    PRIMARY KEY (contact_id, tag_id)
-) WITHOUT ROWID;
-CREATE INDEX contact_tags_by_tag ON contact_tags (tag_id, contact_id);
+-- An account's contacts are paged in id order by the rowid itself (starting from the block
+-- contact_blocks finds), and counted by contact_blocks: no index by account is needed.
 
 -- How many of an account's contacts have ids in each block of 1024 ids: exportContacts finds the
 -- page at any offset by summing these (about a thousand rows for a million contacts) instead of
@@ -126,4 +105,4 @@ CREATE TABLE export_tasks (
 );
 CREATE INDEX export_tasks_by_age ON export_tasks (created_at);
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

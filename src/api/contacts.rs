@@ -198,29 +198,23 @@ pub fn get_contact(call: &Call) -> Result<Answer> {
         }
         let mut answer = json!({"email": email_object});
         if include_lists {
-            let lists: Vec<Value> =
-                db::memberships_of(conn, channel.contact_id, Channel::Email.code())?
-                    .into_iter()
-                    .map(|(id, state, time)| {
-                        json!({
-                            "id": id,
-                            "status": MembershipState::from_code(state).map(MembershipState::wire),
-                            "added_at": Timestamp(time).wire(),
-                        })
+            let lists: Vec<Value> = channel
+                .memberships
+                .of(Channel::Email)
+                .map(|m| {
+                    json!({
+                        "id": m.list_id,
+                        "status": m.state.wire(),
+                        "added_at": m.time.wire(),
                     })
-                    .collect();
+                })
+                .collect();
             answer["lists"] = Value::Array(lists);
         }
         if include_fields {
-            let values = db::field_values(conn, channel.contact_id)?;
             let fields: Map<String, Value> = db::fields(conn, account_id)?
                 .into_iter()
-                .map(|f| {
-                    (
-                        f.name,
-                        json!(values.get(&f.id).cloned().unwrap_or_default()),
-                    )
-                })
+                .map(|f| (f.name, json!(channel.fields.get(f.id).unwrap_or_default())))
                 .collect();
             answer["fields"] = Value::Object(fields);
         }
@@ -261,8 +255,8 @@ pub fn get_contact_count(call: &Call) -> Result<Answer> {
             }
             "type" => {
                 filter.channel = Some(match value {
-                    "address" => Channel::Email.code(),
-                    "phone" => Channel::Phone.code(),
+                    "address" => Channel::Email,
+                    "phone" => Channel::Phone,
                     other => {
                         return Err(Error::invalid_arg(format!(
                             "params[type] must be address or phone, not \"{other}\""
@@ -283,7 +277,7 @@ pub fn get_contact_count(call: &Call) -> Result<Answer> {
         if !db::list_ids(conn, account_id)?.contains(&list_id) {
             return Err(Error::invalid_arg(format!("list_id: no list {list_id}")));
         }
-        db::count_in_list(conn, &filter)
+        db::count_in_list(conn, account_id, &filter)
     })?;
     Ok(Answer::new(
         json!({"count": count, "listId": list_id, "searchParams": echoed}),
@@ -326,16 +320,7 @@ pub fn is_contact_in_lists(call: &Call) -> Result<Answer> {
             return Ok(false);
         };
         // "In a list" is an active or unsubscribed membership (§4).
-        let member_of: Vec<i64> =
-            db::memberships_of(conn, channel.contact_id, Channel::Email.code())?
-                .into_iter()
-                .filter(|(_, state, _)| {
-                    *state == MembershipState::Active.code()
-                        || *state == MembershipState::Unsubscribed.code()
-                })
-                .map(|(id, _, _)| id)
-                .collect();
-        let is_in = |id: &i64| member_of.contains(id);
+        let is_in = |id: &i64| channel.memberships.in_list(*id, Some(Channel::Email));
         Ok(if every {
             list_ids.iter().all(is_in)
         } else {
@@ -359,13 +344,12 @@ pub fn get_contact_field_values(call: &Call) -> Result<Answer> {
         }
         let channel = db::contact_by_email(conn, account_id, email.as_str())?
             .ok_or_else(|| not_found(&email))?;
-        let values = db::field_values(conn, channel.contact_id)?;
         let answer: Map<String, Value> = field_ids
             .iter()
             .map(|id| {
                 (
                     id.to_string(),
-                    json!(values.get(id).cloned().unwrap_or_default()),
+                    json!(channel.fields.get(*id).unwrap_or_default()),
                 )
             })
             .collect();

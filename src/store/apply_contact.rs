@@ -7,11 +7,10 @@ use crate::model::{
     Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
     Timestamp,
 };
-use crate::store::contact_rows::{
-    self, ChannelColumns, Db, Found, NewContacts, TagIds, union_ignoring_case,
-};
+use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, TagIds};
 use crate::store::db;
-use rusqlite::{Connection, params};
+use crate::store::packed::Membership;
+use rusqlite::Connection;
 
 /// subscribe's `double_optin`, as its effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,66 +82,45 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
             Some(EmailStatus::New | EmailStatus::Active)
         ),
     };
-    let contact_id = match &found {
-        Some(contact) => {
-            add_channels(db, contact, plan, invite, now)?;
-            contact.id
-        }
-        None => insert_contact(db, plan, invite, now)?,
-    };
-
+    let before = found.unwrap_or_default();
+    let mut after = before.clone();
+    add_channels(&mut after, plan, invite, now);
     if plan.email.is_some() {
         let state = if invite {
             MembershipState::Invited
         } else {
             MembershipState::Active
         };
-        subscribe_channel(db, contact_id, Channel::Email, &plan.list_ids, state, now)?;
+        subscribe_channel(&mut after, Channel::Email, &plan.list_ids, state, now);
     }
     if plan.phone.is_some() {
         // Phones are never invited.
         subscribe_channel(
-            db,
-            contact_id,
+            &mut after,
             Channel::Phone,
             &plan.list_ids,
             MembershipState::Active,
             now,
-        )?;
+        );
     }
     if plan.overwrite == Overwrite::All {
-        leave_other_lists(db, contact_id, &plan.list_ids)?;
+        // The contact leaves every list not named, on both channels.
+        after
+            .memberships
+            .retain(|m| plan.list_ids.contains(&m.list_id));
     }
-    set_fields(db, contact_id, plan, found.is_some())?;
-    set_tags(db, contact_id, plan)?;
-    Ok(contact_id)
-}
-
-fn insert_contact(db: &Db, plan: &SubscribePlan, invite: bool, now: Timestamp) -> Result<i64> {
-    let email_status = plan.email.as_ref().map(|_| new_email_status(invite));
-    let phone_status = plan.phone.as_ref().map(|_| PhoneStatus::Active.code());
-    let available = Availability::Available.code();
-    db.conn.prepare_cached(
-        "INSERT INTO contacts (account_id, email, email_status, email_availability, email_add_time,
-                               phone, phone_status, phone_availability, phone_add_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        plan.account_id,
-        plan.email.as_ref().map(Email::as_str),
-        email_status,
-        email_status.map(|_| available),
-        email_status.map(|_| now.0),
-        plan.phone.as_ref().map(Phone::as_str),
-        phone_status,
-        phone_status.map(|_| available),
-        phone_status.map(|_| now.0),
-    ])?;
-    let id = db.conn.last_insert_rowid();
-    let mut counted = NewContacts::default();
-    counted.add(plan.account_id, id);
-    counted.count(db)?;
-    Ok(id)
+    set_fields(&mut after, plan);
+    set_tags(db, &mut after, plan)?;
+    if before.id == 0 {
+        let id = contact_rows::insert_contact(db, account_id, &after)?;
+        let mut counted = NewContacts::default();
+        counted.add(account_id, id);
+        counted.count(db)?;
+        Ok(id)
+    } else {
+        contact_rows::save_contact(db, &before, &after)?;
+        Ok(before.id)
+    }
 }
 
 fn new_email_status(invite: bool) -> i64 {
@@ -153,113 +131,87 @@ fn new_email_status(invite: bool) -> i64 {
     }
 }
 
-/// Gives an existing contact the channels it lacks, and the addresses given (a different
-/// address of a kind replaces the old one, which keeps its status and memberships).
-fn add_channels(
-    db: &Db,
-    contact: &Found,
-    plan: &SubscribePlan,
-    invite: bool,
-    now: Timestamp,
-) -> Result<()> {
-    let with_address = |current: &ChannelColumns, address: &str, new_status: i64| {
-        let mut next = current.clone();
-        next.address = Some(address.to_string());
+/// Gives the contact the channels it lacks, and the addresses given (a different address of a
+/// kind replaces the old one, which keeps its status and memberships).
+fn add_channels(contact: &mut Found, plan: &SubscribePlan, invite: bool, now: Timestamp) {
+    let with_address = |current: &mut ChannelColumns, address: &str, new_status: i64| {
         if current.address.is_none() {
-            next.status = Some(new_status);
-            next.availability = Some(Availability::Available.code());
-            next.add_time = Some(now.0);
+            current.status = Some(new_status);
+            current.availability = Some(Availability::Available.code());
+            current.add_time = Some(now.0);
         }
-        next
+        current.address = Some(address.to_string());
     };
-    let email = match &plan.email {
-        Some(email) => with_address(&contact.email, email.as_str(), new_email_status(invite)),
-        None => contact.email.clone(),
-    };
-    let phone = match &plan.phone {
-        Some(phone) => with_address(&contact.phone, phone.as_str(), PhoneStatus::Active.code()),
-        None => contact.phone.clone(),
-    };
-    if email != contact.email || phone != contact.phone {
-        contact_rows::update_channels(db, contact.id, &email, &phone)?;
+    if let Some(email) = &plan.email {
+        with_address(&mut contact.email, email.as_str(), new_email_status(invite));
     }
-    Ok(())
+    if let Some(phone) = &plan.phone {
+        with_address(
+            &mut contact.phone,
+            phone.as_str(),
+            PhoneStatus::Active.code(),
+        );
+    }
 }
 
 /// Puts the channel in each list: active memberships stay active with their time; the others
 /// become `state`, dated now.
 fn subscribe_channel(
-    db: &Db,
-    contact_id: i64,
+    contact: &mut Found,
     channel: Channel,
     list_ids: &[i64],
     state: MembershipState,
     now: Timestamp,
-) -> Result<()> {
-    let current = contact_rows::memberships(db, contact_id, channel)?;
+) {
     for list_id in list_ids {
-        if matches!(current.get(list_id), Some((MembershipState::Active, _))) {
+        let current = contact.memberships.get(channel, *list_id);
+        if current.is_some_and(|m| m.state == MembershipState::Active) {
             continue;
         }
-        contact_rows::put_membership(db, contact_id, channel, *list_id, state, now)?;
+        contact.memberships.put(Membership {
+            channel,
+            list_id: *list_id,
+            state,
+            time: now,
+        });
     }
-    Ok(())
 }
 
-/// `overwrite=1`: the contact leaves every list not named, on both channels.
-fn leave_other_lists(db: &Db, contact_id: i64, list_ids: &[i64]) -> Result<()> {
-    let mut statement = db
-        .conn
-        .prepare_cached("SELECT DISTINCT list_id FROM memberships WHERE contact_id = ?1")?;
-    let current: Vec<i64> = statement
-        .query_map([contact_id], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for list_id in current.into_iter().filter(|id| !list_ids.contains(id)) {
-        db.conn
-            .prepare_cached("DELETE FROM memberships WHERE contact_id = ?1 AND list_id = ?2")?
-            .execute(params![contact_id, list_id])?;
-    }
-    Ok(())
-}
-
-fn set_fields(db: &Db, contact_id: i64, plan: &SubscribePlan, existed: bool) -> Result<()> {
-    let with_values = if existed {
-        contact_rows::fields_with_values(db, contact_id)?
-    } else {
-        Vec::new()
-    };
+fn set_fields(contact: &mut Found, plan: &SubscribePlan) {
     if plan.overwrite == Overwrite::All {
-        for field_id in with_values
+        let unnamed: Vec<i64> = contact
+            .fields
+            .all()
             .iter()
-            .filter(|id| !plan.fields.iter().any(|(f, _)| f == *id))
-        {
-            contact_rows::set_field(db, contact_id, *field_id, "")?;
+            .map(|(id, _)| *id)
+            .filter(|id| !plan.fields.iter().any(|(f, _)| f == id))
+            .collect();
+        for field_id in unnamed {
+            contact.fields.set(field_id, "");
         }
     }
     for (field_id, value) in &plan.fields {
-        if plan.overwrite == Overwrite::Missing && with_values.contains(field_id) {
+        if plan.overwrite == Overwrite::Missing && contact.fields.has(*field_id) {
             continue;
         }
-        contact_rows::set_field(db, contact_id, *field_id, value)?;
+        contact.fields.set(*field_id, value);
     }
-    Ok(())
 }
 
-fn set_tags(db: &Db, contact_id: i64, plan: &SubscribePlan) -> Result<()> {
-    let tags = match (plan.overwrite, &plan.tags) {
-        (Overwrite::All, given) => given.clone().unwrap_or_default(),
-        (Overwrite::Given, Some(given)) => given.clone(),
-        (Overwrite::Missing, Some(given)) => {
-            union_ignoring_case(&contact_rows::tags_of(db, contact_id)?, given)
-        }
+fn set_tags(db: &Db, contact: &mut Found, plan: &SubscribePlan) -> Result<()> {
+    let (given, replace) = match (plan.overwrite, &plan.tags) {
+        (Overwrite::All, given) => (given.clone().unwrap_or_default(), true),
+        (Overwrite::Given, Some(given)) => (given.clone(), true),
+        (Overwrite::Missing, Some(given)) => (given.clone(), false),
         (_, None) => return Ok(()),
     };
-    if tags.len() > MAX_TAGS_PER_CONTACT {
-        return Err(Error::invalid_arg(format!(
+    let applied = TagIds::default().applied(db, plan.account_id, &contact.tags, &given, replace)?;
+    contact.tags = applied.ok_or_else(|| {
+        Error::invalid_arg(format!(
             "tags: a contact may have at most {MAX_TAGS_PER_CONTACT} tags"
-        )));
-    }
-    TagIds::default().set_tags(db, plan.account_id, contact_id, &tags)
+        ))
+    })?;
+    Ok(())
 }
 
 /// exclude or unsubscribe: a channel's memberships in some lists (or all) change state.
@@ -282,24 +234,25 @@ pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> 
             return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
         }
     }
-    let contact = contact_rows::find(db, change.account_id, change.channel, &change.address)?
+    let before = contact_rows::find(db, change.account_id, change.channel, &change.address)?
         .ok_or_else(|| Error::unspecified(format!("Contact \"{}\" not found", change.address)))?;
-    let current = contact_rows::memberships(db, contact.id, change.channel)?;
-    for (list_id, (_, time)) in current {
-        let named = change
-            .list_ids
-            .as_ref()
-            .is_none_or(|ids| ids.contains(&list_id));
-        if named {
-            contact_rows::put_membership(
-                db,
-                contact.id,
-                change.channel,
-                list_id,
-                change.state,
-                time,
-            )?;
-        }
+    let mut after = before.clone();
+    let named: Vec<Membership> = before
+        .memberships
+        .of(change.channel)
+        .filter(|m| {
+            change
+                .list_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&m.list_id))
+        })
+        .copied()
+        .collect();
+    for membership in named {
+        after.memberships.put(Membership {
+            state: change.state,
+            ..membership
+        });
     }
-    Ok(())
+    contact_rows::save_contact(db, &before, &after)
 }

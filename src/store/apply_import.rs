@@ -7,15 +7,12 @@ use crate::import_plan::{
     Channel, ChannelChanges, ImportPlan, ListChanges, RowChanges, RowNote, Verdict, too_many_tags,
 };
 use crate::model::{
-    Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
-    StatusCode, Timestamp,
+    Availability, Email, EmailStatus, MembershipState, Phone, PhoneStatus, StatusCode, Timestamp,
 };
-use crate::store::contact_rows::{
-    self, ChannelColumns, Db, Found, NewContacts, TagIds, union_ignoring_case,
-};
-use rusqlite::types::ToSql;
+use crate::store::contact_rows::{self, ChannelColumns, Db, NewContacts, TagIds};
+use crate::store::packed::{Membership, Memberships};
 use rusqlite::{Connection, params};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// One entry of the answer's `log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +44,6 @@ enum Applied {
 
 /// The state one call carries from row to row.
 struct CallState<'a> {
-    conn: &'a Connection,
     db: Db<'a>,
     account_id: i64,
     now: Timestamp,
@@ -55,7 +51,6 @@ struct CallState<'a> {
     overwrite_lists: bool,
     lists: HashSet<i64>,
     tag_ids: TagIds,
-    fresh: FreshRows,
     new_contacts: NewContacts,
     contact_limit: Option<i64>,
     contact_count: i64,
@@ -68,13 +63,10 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
         .prepare_cached("SELECT contact_limit FROM accounts WHERE id = ?1")?
         .query_row([account_id], |row| row.get(0))?;
     let contact_count = match contact_limit {
-        Some(_) => conn
-            .prepare_cached("SELECT count(*) FROM contacts WHERE account_id = ?1")?
-            .query_row([account_id], |row| row.get(0))?,
+        Some(_) => crate::store::db::contact_total(conn, account_id)?,
         None => 0,
     };
     let mut state = CallState {
-        conn,
         db: Db::new(conn),
         account_id,
         now,
@@ -84,7 +76,6 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
             .into_iter()
             .collect(),
         tag_ids: TagIds::default(),
-        fresh: FreshRows::default(),
         new_contacts: NewContacts::default(),
         contact_limit,
         contact_count,
@@ -128,7 +119,6 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
             },
         }
     }
-    state.fresh.insert(&state.db)?;
     state.new_contacts.count(&state.db)?;
     Ok(outcome)
 }
@@ -179,99 +169,74 @@ impl CallState<'_> {
         if let Some(note) = self.unknown_list(row) {
             return Ok(Err(note));
         }
-        let existing_tags = match &found {
-            Some(contact) if row.tags.is_some() => {
-                contact_rows::tags_with_ids(&self.db, contact.id)?
+        // A new contact starts as an empty row with id 0 and is built like an existing one.
+        let before = found.unwrap_or_default();
+        let fresh = before.id == 0;
+        let mut after = before.clone();
+        if let Some(given) = &row.tags {
+            let applied = self.tag_ids.applied(
+                &self.db,
+                self.account_id,
+                &before.tags,
+                given,
+                self.overwrite_tags,
+            )?;
+            match applied {
+                Some(tags) => after.tags = tags,
+                None => return Ok(Err(too_many_tags())),
             }
-            _ => Vec::new(),
-        };
-        let final_tags = row.tags.as_ref().map(|given| {
-            if self.overwrite_tags {
-                given.clone()
-            } else {
-                let names: Vec<String> =
-                    existing_tags.iter().map(|(_, name)| name.clone()).collect();
-                union_ignoring_case(&names, given)
-            }
-        });
-        if final_tags
-            .as_ref()
-            .is_some_and(|tags| tags.len() > MAX_TAGS_PER_CONTACT)
-        {
-            return Ok(Err(too_many_tags()));
         }
 
         let mut warnings = Vec::new();
-        let (contact_id, applied, email_status) = match found {
-            None => {
-                let (id, email_status) = self.insert_contact(row)?;
-                self.contact_count += 1;
-                if self
-                    .contact_limit
-                    .is_some_and(|limit| self.contact_count > limit)
-                {
-                    warnings.push(RowNote::new(
-                        "overlimit",
-                        "The number of contacts for the current tariff plan has been exceeded (but the string has been added)",
-                    ));
-                }
-                (id, Applied::Inserted, email_status)
+        if let Some(address) = &row.email {
+            after.email = self.channel_update(
+                Channel::Email,
+                &before.email,
+                &row.email_changes,
+                address.as_str(),
+                &mut warnings,
+            );
+            self.apply_lists(
+                &mut after.memberships,
+                Channel::Email,
+                &row.email_changes.lists,
+            );
+        }
+        if let Some(address) = &row.phone {
+            after.phone = self.channel_update(
+                Channel::Phone,
+                &before.phone,
+                &row.phone_changes,
+                address.as_str(),
+                &mut warnings,
+            );
+            self.apply_lists(
+                &mut after.memberships,
+                Channel::Phone,
+                &row.phone_changes.lists,
+            );
+        }
+        for (field_id, value) in &row.fields {
+            after.fields.set(*field_id, value);
+        }
+        let applied = if fresh {
+            let id = contact_rows::insert_contact(&self.db, self.account_id, &after)?;
+            self.new_contacts.add(self.account_id, id);
+            self.contact_count += 1;
+            if self
+                .contact_limit
+                .is_some_and(|limit| self.contact_count > limit)
+            {
+                warnings.push(RowNote::new(
+                    "overlimit",
+                    "The number of contacts for the current tariff plan has been exceeded (but the string has been added)",
+                ));
             }
-            Some(contact) => {
-                let email_status = self.update_contact(&contact, row, &mut warnings)?;
-                (contact.id, Applied::Updated, email_status)
-            }
+            Applied::Inserted
+        } else {
+            contact_rows::save_contact(&self.db, &before, &after)?;
+            Applied::Updated
         };
-        // A contact created by this row has nothing yet to read or clear.
-        let fresh = matches!(applied, Applied::Inserted);
-        if row.email.is_some() {
-            self.apply_lists(contact_id, Channel::Email, &row.email_changes.lists, fresh)?;
-        }
-        if row.phone.is_some() {
-            self.apply_lists(contact_id, Channel::Phone, &row.phone_changes.lists, fresh)?;
-        }
-        if let Some(tags) = final_tags {
-            if fresh {
-                for name in &tags {
-                    let tag_id = self.tag_ids.id(&self.db, self.account_id, name)?;
-                    self.fresh.tags.push([contact_id, tag_id]);
-                }
-            } else {
-                // Only the difference is written: a re-sync of unchanged tags writes nothing.
-                let mut wanted = Vec::with_capacity(tags.len());
-                for name in &tags {
-                    wanted.push(self.tag_ids.id(&self.db, self.account_id, name)?);
-                }
-                for (tag_id, _) in existing_tags.iter().filter(|(id, _)| !wanted.contains(id)) {
-                    contact_rows::remove_tag(&self.db, contact_id, *tag_id)?;
-                }
-                for tag_id in wanted
-                    .iter()
-                    .filter(|id| !existing_tags.iter().any(|(e, _)| e == *id))
-                {
-                    contact_rows::add_tag(&self.db, contact_id, *tag_id)?;
-                }
-            }
-        }
-        if fresh {
-            for (field_id, value) in row.fields.iter().filter(|(_, v)| !v.is_empty()) {
-                self.fresh
-                    .fields
-                    .push((contact_id, *field_id, value.clone()));
-            }
-        } else if !row.fields.is_empty() {
-            // Likewise for values: read once, write what differs.
-            let current = contact_rows::field_values(&self.db, contact_id)?;
-            for (field_id, value) in &row.fields {
-                let unchanged = match current.get(field_id) {
-                    Some(old) => old == value,
-                    None => value.is_empty(),
-                };
-                if !unchanged {
-                    contact_rows::set_field(&self.db, contact_id, *field_id, value)?;
-                }
-            }
-        }
         if row
             .email
             .as_ref()
@@ -285,7 +250,7 @@ impl CallState<'_> {
                 ),
             );
         }
-        let email_is_new = email_status == Some(EmailStatus::New.code());
+        let email_is_new = after.email.status == Some(EmailStatus::New.code());
         Ok(Ok((applied, warnings, email_is_new)))
     }
 
@@ -311,45 +276,6 @@ impl CallState<'_> {
             })
     }
 
-    /// Creates the contact with the row's channels (§5.4 step 3); returns its id and email status.
-    fn insert_contact(&mut self, row: &RowChanges) -> Result<(i64, Option<i64>)> {
-        let email = row
-            .email
-            .as_ref()
-            .map(|e| self.new_channel(Channel::Email, &row.email_changes, e.as_str()));
-        let phone = row
-            .phone
-            .as_ref()
-            .map(|p| self.new_channel(Channel::Phone, &row.phone_changes, p.as_str()));
-        let (e, p) = (email.unwrap_or_default(), phone.unwrap_or_default());
-        self.db
-            .stmt(
-                "INSERT INTO contacts (account_id,
-                    email, email_status, email_availability, email_add_time, email_request_ip,
-                    email_confirm_time, email_confirm_ip,
-                    phone, phone_status, phone_availability, phone_add_time, phone_request_ip)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
-                self.account_id,
-                e.address,
-                e.status,
-                e.availability,
-                e.add_time,
-                e.request_ip,
-                e.confirm_time,
-                e.confirm_ip,
-                p.address,
-                p.status,
-                p.availability,
-                p.add_time,
-                p.request_ip
-            ])?;
-        let id = self.conn.last_insert_rowid();
-        self.new_contacts.add(self.account_id, id);
-        Ok((id, e.status))
-    }
-
     /// A channel's columns as a new channel gets them: the given values, or the defaults.
     fn new_channel(
         &self,
@@ -372,45 +298,10 @@ impl CallState<'_> {
         }
     }
 
-    /// Updates an existing contact's channels (§5.4 steps 1 and 4); returns its email status.
-    /// The row is written only when something in it changes.
-    fn update_contact(
-        &self,
-        contact: &Found,
-        row: &RowChanges,
-        warnings: &mut Vec<RowNote>,
-    ) -> Result<Option<i64>> {
-        let mut email = contact.email.clone();
-        if let Some(address) = &row.email {
-            let changes = self.channel_update(
-                Channel::Email,
-                &contact.email,
-                &row.email_changes,
-                address.as_str(),
-                warnings,
-            );
-            email = contact.email.overlaid(&changes);
-        }
-        let mut phone = contact.phone.clone();
-        if let Some(address) = &row.phone {
-            let changes = self.channel_update(
-                Channel::Phone,
-                &contact.phone,
-                &row.phone_changes,
-                address.as_str(),
-                warnings,
-            );
-            phone = contact.phone.overlaid(&changes);
-        }
-        if email != contact.email || phone != contact.phone {
-            contact_rows::update_channels(&self.db, contact.id, &email, &phone)?;
-        }
-        Ok(email.status)
-    }
-
-    /// The values to write on an existing contact's channel. A channel it lacks is added as for a
-    /// new contact; one it has keeps what the row does not give, and its status follows the rule
-    /// of §5.4 step 4. A different address of this kind is replaced (the person changed it).
+    /// A channel's columns once the row is applied (§5.4 steps 1, 3 and 4). A channel the
+    /// contact lacks is added as for a new contact; one it has keeps what the row does not give,
+    /// and its status follows the rule of §5.4 step 4. A different address of this kind
+    /// replaces the old one (the person changed it).
     fn channel_update(
         &self,
         channel: Channel,
@@ -436,7 +327,7 @@ impl CallState<'_> {
                 ));
             }
         }
-        ChannelColumns {
+        current.overlaid(&ChannelColumns {
             address: Some(address.to_string()),
             status,
             availability: given.availability.map(Availability::code),
@@ -444,30 +335,22 @@ impl CallState<'_> {
             request_ip: given.request_ip.clone(),
             confirm_time: given.confirm_time.map(|t| t.0),
             confirm_ip: given.confirm_ip.clone(),
-        }
+        })
     }
 
-    /// §5.4 step 5 for one channel. A fresh contact's memberships are queued for the call's
-    /// batched inserts; an existing one's are written at once.
-    fn apply_lists(
-        &mut self,
-        contact_id: i64,
-        channel: Channel,
-        lists: &ListChanges,
-        fresh: bool,
-    ) -> Result<()> {
+    /// §5.4 step 5 for one channel.
+    fn apply_lists(&self, memberships: &mut Memberships, channel: Channel, lists: &ListChanges) {
         if !lists.given {
-            return Ok(());
+            return;
         }
-        let current = if fresh {
-            HashMap::new()
-        } else {
-            contact_rows::memberships(&self.db, contact_id, channel)?
-        };
+        let current: Vec<Membership> = memberships.of(channel).copied().collect();
+        let current_of = |list_id: i64| current.iter().find(|m| m.list_id == list_id);
         let mut wanted: Vec<(i64, MembershipState, Timestamp)> = Vec::new();
         for (list_id, given_time) in &lists.subscribed {
-            let kept_time = match current.get(list_id) {
-                Some((MembershipState::Active, time)) if !self.overwrite_lists => Some(*time),
+            let kept_time = match current_of(*list_id) {
+                Some(m) if m.state == MembershipState::Active && !self.overwrite_lists => {
+                    Some(m.time)
+                }
                 _ => None,
             };
             let time = given_time.or(kept_time).unwrap_or(self.now);
@@ -478,75 +361,21 @@ impl CallState<'_> {
             (&lists.excluded, MembershipState::Excluded),
         ] {
             for list_id in ids {
-                let time = current.get(list_id).map(|(_, t)| *t).unwrap_or(self.now);
+                let time = current_of(*list_id).map_or(self.now, |m| m.time);
                 wanted.push((*list_id, state, time));
             }
         }
         if self.overwrite_lists {
-            for list_id in current
-                .keys()
-                .filter(|id| !wanted.iter().any(|w| w.0 == **id))
-            {
-                contact_rows::remove_membership(&self.db, contact_id, channel, *list_id)?;
-            }
+            memberships.retain(|m| m.channel != channel || wanted.iter().any(|w| w.0 == m.list_id));
         }
         for (list_id, state, time) in wanted {
-            if fresh {
-                let row = [contact_id, channel.code(), list_id, state.code(), time.0];
-                self.fresh.memberships.push(row);
-            } else if current.get(&list_id) != Some(&(state, time)) {
-                contact_rows::put_membership(&self.db, contact_id, channel, list_id, state, time)?;
-            }
+            memberships.put(Membership {
+                channel,
+                list_id,
+                state,
+                time,
+            });
         }
-        Ok(())
-    }
-}
-
-/// Rows belonging to contacts this call created, inserted together at the end of the call with
-/// multi-row statements. A created contact's addresses appear in no later row of the call
-/// (duplicates are skipped), so no later row can reach it, and deferring is invisible.
-#[derive(Default)]
-struct FreshRows {
-    /// contact, channel, list, state, subscribed at.
-    memberships: Vec<[i64; 5]>,
-    /// contact, tag.
-    tags: Vec<[i64; 2]>,
-    /// contact, field, value.
-    fields: Vec<(i64, i64, String)>,
-}
-
-impl FreshRows {
-    fn insert(&self, db: &Db) -> Result<()> {
-        let memberships: Vec<[&dyn ToSql; 5]> = self
-            .memberships
-            .iter()
-            .map(|[a, b, c, d, e]| [a as &dyn ToSql, b, c, d, e])
-            .collect();
-        contact_rows::insert_rows(
-            db,
-            "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)",
-            &memberships,
-        )?;
-        let tags: Vec<[&dyn ToSql; 2]> = self
-            .tags
-            .iter()
-            .map(|[a, b]| [a as &dyn ToSql, b])
-            .collect();
-        contact_rows::insert_rows(
-            db,
-            "INSERT OR IGNORE INTO contact_tags (contact_id, tag_id)",
-            &tags,
-        )?;
-        let fields: Vec<[&dyn ToSql; 3]> = self
-            .fields
-            .iter()
-            .map(|(a, b, c)| [a as &dyn ToSql, b, c])
-            .collect();
-        contact_rows::insert_rows(
-            db,
-            "INSERT INTO field_values (contact_id, field_id, value)",
-            &fields,
-        )
     }
 }
 

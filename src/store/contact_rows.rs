@@ -1,12 +1,12 @@
 //! The row-level writes and in-transaction reads that importContacts and subscribe share:
-//! finding a contact by address, memberships, tags, field values, deletion. The writes are called
+//! finding a contact by address, writing it back whole, tag ids, deletion. The writes are called
 //! only from the writer thread; the contact row's shape (`Found`, `read_found`) is also how
 //! exports read contacts.
 
 use crate::error::Result;
 use crate::import_plan::Channel;
-use crate::model::{MembershipState, Timestamp, same_ignoring_case};
-use rusqlite::types::ToSql;
+use crate::model::{MAX_TAGS_PER_CONTACT, same_ignoring_case};
+use crate::store::packed::{FieldValues, Memberships, TagSet};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
@@ -96,12 +96,15 @@ impl ChannelColumns {
     }
 }
 
-/// A contact found by one of its addresses, with its own columns.
-#[derive(Clone, Debug)]
+/// A contact's row: its channels and its packed parts. A new contact is built with id 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
     pub id: i64,
     pub email: ChannelColumns,
     pub phone: ChannelColumns,
+    pub memberships: Memberships,
+    pub tags: TagSet,
+    pub fields: FieldValues,
 }
 
 /// The columns of a `Found`, as the start of a query (a macro, so that whole queries can be
@@ -110,7 +113,7 @@ macro_rules! select_found {
     () => {
         "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
          email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
-         phone_add_time, phone_request_ip FROM contacts"
+         phone_add_time, phone_request_ip, memberships, tag_ids, field_values FROM contacts"
     };
 }
 pub(crate) use select_found;
@@ -127,6 +130,9 @@ pub fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
         id: row.get(0)?,
         email: ChannelColumns::read(row, 1, true)?,
         phone: ChannelColumns::read(row, 8, false)?,
+        memberships: row.get(13)?,
+        tags: row.get(14)?,
+        fields: row.get(15)?,
     })
 }
 
@@ -175,34 +181,71 @@ pub fn find_by_addresses(
     Ok((by_email, by_phone))
 }
 
-/// Writes every channel column of a contact.
-pub fn update_channels(
-    db: &Db,
-    contact_id: i64,
-    email: &ChannelColumns,
-    phone: &ChannelColumns,
-) -> Result<()> {
+/// Creates the contact (its `id` is ignored) and answers the new id; the caller counts it into
+/// `contact_blocks` with `NewContacts`.
+pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
+    let (e, p) = (&contact.email, &contact.phone);
+    db.stmt(
+        "INSERT INTO contacts (account_id,
+            email, email_status, email_availability, email_add_time, email_request_ip,
+            email_confirm_time, email_confirm_ip,
+            phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
+            memberships, tag_ids, field_values)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        account_id,
+        e.address,
+        e.status,
+        e.availability,
+        e.add_time,
+        e.request_ip,
+        e.confirm_time,
+        e.confirm_ip,
+        p.address,
+        p.status,
+        p.availability,
+        p.add_time,
+        p.request_ip,
+        contact.memberships,
+        contact.tags,
+        contact.fields
+    ])?;
+    Ok(db.conn.last_insert_rowid())
+}
+
+/// Writes the contact back whole if it differs from `before` (a re-sync of unchanged data
+/// writes nothing).
+pub fn save_contact(db: &Db, before: &Found, after: &Found) -> Result<()> {
+    if before == after {
+        return Ok(());
+    }
+    let (e, p) = (&after.email, &after.phone);
     db.stmt(
         "UPDATE contacts SET email = ?2, email_status = ?3, email_availability = ?4,
             email_add_time = ?5, email_request_ip = ?6, email_confirm_time = ?7,
             email_confirm_ip = ?8, phone = ?9, phone_status = ?10, phone_availability = ?11,
-            phone_add_time = ?12, phone_request_ip = ?13
+            phone_add_time = ?12, phone_request_ip = ?13, memberships = ?14, tag_ids = ?15,
+            field_values = ?16
          WHERE id = ?1",
     )?
     .execute(params![
-        contact_id,
-        email.address,
-        email.status,
-        email.availability,
-        email.add_time,
-        email.request_ip,
-        email.confirm_time,
-        email.confirm_ip,
-        phone.address,
-        phone.status,
-        phone.availability,
-        phone.add_time,
-        phone.request_ip
+        after.id,
+        e.address,
+        e.status,
+        e.availability,
+        e.add_time,
+        e.request_ip,
+        e.confirm_time,
+        e.confirm_ip,
+        p.address,
+        p.status,
+        p.availability,
+        p.add_time,
+        p.request_ip,
+        after.memberships,
+        after.tags,
+        after.fields
     ])?;
     Ok(())
 }
@@ -229,75 +272,11 @@ impl NewContacts {
     }
 }
 
-/// Deletes a contact with everything it has.
+/// Deletes a contact with everything it has (all of it is in its row).
 pub fn delete_contact(db: &Db, contact_id: i64) -> Result<()> {
-    for sql in [
-        "DELETE FROM memberships WHERE contact_id = ?1",
-        "DELETE FROM field_values WHERE contact_id = ?1",
-        "DELETE FROM contact_tags WHERE contact_id = ?1",
-        "DELETE FROM contacts WHERE id = ?1",
-    ] {
-        db.stmt(sql)?.execute([contact_id])?;
-    }
+    db.stmt("DELETE FROM contacts WHERE id = ?1")?
+        .execute([contact_id])?;
     Ok(())
-}
-
-/// A channel's memberships: list id to state and subscribe time.
-pub fn memberships(
-    db: &Db,
-    contact_id: i64,
-    channel: Channel,
-) -> Result<HashMap<i64, (MembershipState, Timestamp)>> {
-    let mut statement = db.stmt(
-        "SELECT list_id, state, subscribed_at FROM memberships WHERE contact_id = ?1 AND channel = ?2",
-    )?;
-    let rows = statement.query_map(params![contact_id, channel.code()], |row| {
-        let state = MembershipState::from_code(row.get(1)?).unwrap_or(MembershipState::Active);
-        Ok((row.get::<_, i64>(0)?, (state, Timestamp(row.get(2)?))))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Sets one membership's state and time, creating it if needed.
-pub fn put_membership(
-    db: &Db,
-    contact_id: i64,
-    channel: Channel,
-    list_id: i64,
-    state: MembershipState,
-    time: Timestamp,
-) -> Result<()> {
-    db.stmt(
-        "INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (contact_id, channel, list_id)
-         DO UPDATE SET state = excluded.state, subscribed_at = excluded.subscribed_at",
-    )?
-    .execute(params![
-        contact_id,
-        channel.code(),
-        list_id,
-        state.code(),
-        time.0
-    ])?;
-    Ok(())
-}
-
-/// Removes one membership.
-pub fn remove_membership(db: &Db, contact_id: i64, channel: Channel, list_id: i64) -> Result<()> {
-    db.stmt("DELETE FROM memberships WHERE contact_id = ?1 AND channel = ?2 AND list_id = ?3")?
-        .execute(params![contact_id, channel.code(), list_id])?;
-    Ok(())
-}
-
-/// The contact's tag names, by name.
-pub fn tags_of(db: &Db, contact_id: i64) -> Result<Vec<String>> {
-    let mut statement = db.stmt(
-        "SELECT t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
-         WHERE ct.contact_id = ?1 ORDER BY t.name",
-    )?;
-    let rows = statement.query_map([contact_id], |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Account tag ids by lower-cased name, looked up or created as a call meets them.
@@ -305,147 +284,81 @@ pub fn tags_of(db: &Db, contact_id: i64) -> Result<Vec<String>> {
 pub struct TagIds(HashMap<String, i64>);
 
 impl TagIds {
-    pub fn id(&mut self, db: &Db, account_id: i64, name: &str) -> Result<i64> {
+    /// The id of the account's tag with this name (in any case), if there is one.
+    fn existing(&mut self, db: &Db, account_id: i64, name: &str) -> Result<Option<i64>> {
         let key = name.to_lowercase();
         if let Some(id) = self.0.get(&key) {
-            return Ok(*id);
+            return Ok(Some(*id));
         }
-        let existing: Option<i64> = db
+        let found: Option<i64> = db
             .stmt("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
             .query_row(params![account_id, name], |row| row.get(0))
             .optional()?;
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                db.stmt("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
-                    .execute(params![account_id, name])?;
-                db.conn.last_insert_rowid()
-            }
-        };
-        self.0.insert(key, id);
+        if let Some(id) = found {
+            self.0.insert(key, id);
+        }
+        Ok(found)
+    }
+
+    /// The id of the account's tag with this name, created if there is none.
+    pub fn id(&mut self, db: &Db, account_id: i64, name: &str) -> Result<i64> {
+        if let Some(id) = self.existing(db, account_id, name)? {
+            return Ok(id);
+        }
+        db.stmt("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
+            .execute(params![account_id, name])?;
+        let id = db.conn.last_insert_rowid();
+        self.0.insert(name.to_lowercase(), id);
         Ok(id)
     }
 
-    /// Makes the contact's tags exactly `tags`, creating account tags for new names.
-    pub fn set_tags(
+    /// The contact's tags once `given` names are applied to `current`: replacing them, or added
+    /// to them. `None` (and no tag created) when that would be more than a contact may have.
+    pub fn applied(
         &mut self,
         db: &Db,
         account_id: i64,
-        contact_id: i64,
-        tags: &[String],
-    ) -> Result<()> {
-        clear_tags(db, contact_id)?;
-        self.add_tags(db, account_id, contact_id, tags)
-    }
-
-    /// Adds `tags` to the contact, creating account tags for new names.
-    pub fn add_tags(
-        &mut self,
-        db: &Db,
-        account_id: i64,
-        contact_id: i64,
-        tags: &[String],
-    ) -> Result<()> {
-        for name in tags {
-            let tag_id = self.id(db, account_id, name)?;
-            db.stmt("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
-                .execute(params![contact_id, tag_id])?;
+        current: &TagSet,
+        given: &[String],
+        replace: bool,
+    ) -> Result<Option<TagSet>> {
+        let mut kept = if replace {
+            TagSet::default()
+        } else {
+            current.clone()
+        };
+        let mut unknown: Vec<&str> = Vec::new();
+        for name in given {
+            match self.existing(db, account_id, name)? {
+                Some(id) => kept.insert(id),
+                None if !unknown.iter().any(|u| same_ignoring_case(u, name)) => unknown.push(name),
+                None => {}
+            }
         }
-        Ok(())
+        if kept.len() + unknown.len() > MAX_TAGS_PER_CONTACT {
+            return Ok(None);
+        }
+        for name in unknown {
+            kept.insert(self.id(db, account_id, name)?);
+        }
+        Ok(Some(kept))
     }
 }
 
-/// The contact's tags as (tag id, name), by name.
-pub fn tags_with_ids(db: &Db, contact_id: i64) -> Result<Vec<(i64, String)>> {
-    let mut statement = db.stmt(
-        "SELECT t.id, t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id
-         WHERE ct.contact_id = ?1 ORDER BY t.name",
-    )?;
-    let rows = statement.query_map([contact_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+/// The account's tag names by id, for rendering tag ids.
+pub fn tag_names(conn: &Connection, account_id: i64) -> Result<HashMap<i64, String>> {
+    let mut statement = conn.prepare_cached("SELECT id, name FROM tags WHERE account_id = ?1")?;
+    let rows = statement.query_map([account_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Takes one tag off the contact.
-pub fn remove_tag(db: &Db, contact_id: i64, tag_id: i64) -> Result<()> {
-    db.stmt("DELETE FROM contact_tags WHERE contact_id = ?1 AND tag_id = ?2")?
-        .execute(params![contact_id, tag_id])?;
-    Ok(())
-}
-
-/// Puts one tag on the contact.
-pub fn add_tag(db: &Db, contact_id: i64, tag_id: i64) -> Result<()> {
-    db.stmt("INSERT OR IGNORE INTO contact_tags (contact_id, tag_id) VALUES (?1, ?2)")?
-        .execute(params![contact_id, tag_id])?;
-    Ok(())
-}
-
-/// Takes every tag off the contact.
-pub fn clear_tags(db: &Db, contact_id: i64) -> Result<()> {
-    db.stmt("DELETE FROM contact_tags WHERE contact_id = ?1")?
-        .execute([contact_id])?;
-    Ok(())
-}
-
-/// The existing tags followed by the given ones not already there (compared ignoring case).
-pub fn union_ignoring_case(existing: &[String], given: &[String]) -> Vec<String> {
-    let mut all = existing.to_vec();
-    for name in given {
-        if !all.iter().any(|tag| same_ignoring_case(tag, name)) {
-            all.push(name.clone());
-        }
-    }
-    all
-}
-
-/// Sets a user-field value; an empty value clears it.
-pub fn set_field(db: &Db, contact_id: i64, field_id: i64, value: &str) -> Result<()> {
-    if value.is_empty() {
-        db.stmt("DELETE FROM field_values WHERE contact_id = ?1 AND field_id = ?2")?
-            .execute(params![contact_id, field_id])?;
-    } else {
-        db.stmt(
-            "INSERT INTO field_values (contact_id, field_id, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (contact_id, field_id) DO UPDATE SET value = excluded.value",
-        )?
-        .execute(params![contact_id, field_id, value])?;
-    }
-    Ok(())
-}
-
-/// The contact's user-field values by field id.
-pub fn field_values(db: &Db, contact_id: i64) -> Result<HashMap<i64, String>> {
-    let mut statement =
-        db.stmt("SELECT field_id, value FROM field_values WHERE contact_id = ?1")?;
-    let rows = statement.query_map([contact_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The field ids that have a value on this contact.
-pub fn fields_with_values(db: &Db, contact_id: i64) -> Result<Vec<i64>> {
-    let mut statement = db.stmt("SELECT field_id FROM field_values WHERE contact_id = ?1")?;
-    let rows = statement.query_map([contact_id], |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Rows per multi-row INSERT: enough to amortise a statement, few enough variables for SQLite.
-const ROWS_PER_INSERT: usize = 64;
-
-/// Inserts `rows` with `prefix` (`INSERT INTO t (a, b)`) in multi-row statements: chunks of 64,
-/// then the rest in chunks of 32, 16, ..., 1, so that only seven statement shapes are cached.
-pub fn insert_rows<const N: usize>(db: &Db, prefix: &str, rows: &[[&dyn ToSql; N]]) -> Result<()> {
-    let mut rest = rows;
-    let mut size = ROWS_PER_INSERT;
-    while !rest.is_empty() {
-        while size > rest.len() {
-            size /= 2;
-        }
-        let (chunk, after) = rest.split_at(size);
-        let row = format!("({})", vec!["?"; N].join(", "));
-        let sql = format!("{prefix} VALUES {}", vec![row.as_str(); size].join(", "));
-        db.conn
-            .prepare_cached(&sql)?
-            .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
-        rest = after;
-    }
-    Ok(())
+/// The names of a contact's tags, sorted, as exports and the contact's readers show them.
+pub fn names_of(tags: &TagSet, names: &HashMap<i64, String>) -> Vec<String> {
+    let mut named: Vec<String> = tags
+        .ids()
+        .iter()
+        .filter_map(|id| names.get(id).cloned())
+        .collect();
+    named.sort();
+    named
 }

@@ -2,14 +2,15 @@
 //! the SELECTs that serve reads. Nothing here writes once the schema is in place.
 
 use crate::error::{Error, Result};
-use crate::import_plan::FieldName;
+use crate::import_plan::{Channel, FieldName};
+use crate::store::packed::{FieldValues, Memberships, TagSet};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::Path;
 use std::time::Duration;
 
 /// The schema this binary writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Prepared statements kept per connection (export builds a few variants per filter set).
 const STATEMENT_CACHE: usize = 128;
@@ -89,6 +90,12 @@ pub fn open_writer(
     if version == 0 {
         conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
             .map_err(|e| OpenError(format!("cannot create the schema in {shown}: {e}")))?;
+    } else if version < SCHEMA_VERSION {
+        crate::store::migrate::upgrade(&conn, version).map_err(|e| {
+            OpenError(format!(
+                "cannot upgrade {shown} from schema version {version}: {e}"
+            ))
+        })?;
     }
     if let Some(pages) = max_pages {
         // The page limit stands in for a small disk: past it, writes fail with SQLITE_FULL.
@@ -307,7 +314,7 @@ pub fn tag_exists(conn: &Connection, account_id: i64, tag_id: i64) -> Result<boo
         .exists(params![tag_id, account_id])?)
 }
 
-/// An email channel as getContact shows it.
+/// A contact found by its email, as getContact and its kin show it.
 #[derive(Clone, Debug)]
 pub struct EmailChannel {
     pub contact_id: i64,
@@ -315,6 +322,8 @@ pub struct EmailChannel {
     pub status: i64,
     pub availability: i64,
     pub add_time: Option<i64>,
+    pub memberships: Memberships,
+    pub fields: FieldValues,
 }
 
 pub fn contact_by_email(
@@ -324,8 +333,9 @@ pub fn contact_by_email(
 ) -> Result<Option<EmailChannel>> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, email, email_status, email_availability, email_add_time FROM contacts
-             WHERE account_id = ?1 AND email = ?2",
+            "SELECT id, email, email_status, email_availability, email_add_time, memberships,
+                    field_values
+             FROM contacts WHERE account_id = ?1 AND email = ?2",
         )?
         .query_row(params![account_id, email], |row| {
             Ok(EmailChannel {
@@ -334,36 +344,11 @@ pub fn contact_by_email(
                 status: row.get(2)?,
                 availability: row.get(3)?,
                 add_time: row.get(4)?,
+                memberships: row.get(5)?,
+                fields: row.get(6)?,
             })
         })
         .optional()?)
-}
-
-/// A channel's memberships (list id, state, time), by list id. Channel 0 is email, 1 phone.
-pub fn memberships_of(
-    conn: &Connection,
-    contact_id: i64,
-    channel: i64,
-) -> Result<Vec<(i64, i64, i64)>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT list_id, state, subscribed_at FROM memberships
-         WHERE contact_id = ?1 AND channel = ?2 ORDER BY list_id",
-    )?;
-    let rows = statement.query_map(params![contact_id, channel], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// The contact's user-field values by field id.
-pub fn field_values(
-    conn: &Connection,
-    contact_id: i64,
-) -> Result<std::collections::HashMap<i64, String>> {
-    let mut statement =
-        conn.prepare_cached("SELECT field_id, value FROM field_values WHERE contact_id = ?1")?;
-    let rows = statement.query_map([contact_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// getContactCount's filters.
@@ -371,28 +356,50 @@ pub fn field_values(
 pub struct CountFilter {
     pub list_id: i64,
     pub tag_id: Option<i64>,
-    /// 0 email, 1 phone; `None`: either channel.
-    pub channel: Option<i64>,
+    /// `None`: either channel.
+    pub channel: Option<Channel>,
     /// A substring of the address (of the channel, or of either).
     pub search: Option<String>,
 }
 
-/// How many contacts are "in" the list (active or unsubscribed) under the filter.
-pub fn count_in_list(conn: &Connection, filter: &CountFilter) -> Result<i64> {
+/// How many of the account's contacts are "in" the list (active or unsubscribed) under the
+/// filter. Memberships are packed in the contact row (see `packed`), so this walks the
+/// account's contacts that have any.
+pub fn count_in_list(conn: &Connection, account_id: i64, filter: &CountFilter) -> Result<i64> {
     let mut statement = conn.prepare_cached(
-        "SELECT count(DISTINCT m.contact_id)
-         FROM memberships m JOIN contacts c ON c.id = m.contact_id
-         WHERE m.list_id = ?1 AND m.state IN (0, 1)
-           AND (?2 IS NULL OR m.channel = ?2)
-           AND (?3 IS NULL OR m.contact_id IN (SELECT contact_id FROM contact_tags WHERE tag_id = ?3))
-           AND (?4 IS NULL
-                OR (coalesce(?2, 0) = 0 AND instr(c.email, lower(?4)) > 0)
-                OR (coalesce(?2, 1) = 1 AND instr(c.phone, ?4) > 0))",
+        "SELECT email, phone, memberships, tag_ids FROM contacts
+         WHERE account_id = ?1 AND memberships IS NOT NULL",
     )?;
-    Ok(statement.query_row(
-        params![filter.list_id, filter.channel, filter.tag_id, filter.search],
-        |row| row.get(0),
-    )?)
+    let search = filter
+        .search
+        .as_ref()
+        .map(|s| (s.to_lowercase(), s.as_str()));
+    let mut rows = statement.query([account_id])?;
+    let mut count = 0;
+    while let Some(row) = rows.next()? {
+        let memberships: Memberships = row.get(2)?;
+        if !memberships.in_list(filter.list_id, filter.channel) {
+            continue;
+        }
+        if let Some(tag_id) = filter.tag_id
+            && !row.get::<_, TagSet>(3)?.contains(tag_id)
+        {
+            continue;
+        }
+        if let Some((lower, given)) = &search {
+            let contains = |column: usize, wanted: &str| -> rusqlite::Result<bool> {
+                let address: Option<String> = row.get(column)?;
+                Ok(address.is_some_and(|a| a.contains(wanted)))
+            };
+            let found = (filter.channel != Some(Channel::Phone) && contains(0, lower)?)
+                || (filter.channel != Some(Channel::Email) && contains(1, given)?);
+            if !found {
+                continue;
+            }
+        }
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// How many contacts the account has.

@@ -4,23 +4,13 @@
 
 use crate::error::Result;
 use crate::export_query::{ExportColumn, ExportFilters, ExportQuery, SystemColumn};
+use crate::import_plan::Channel;
 use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp};
-use crate::store::contact_rows::{Found, read_found, select_found};
-use rusqlite::Connection;
+use crate::store::contact_rows::{self, Found, read_found, select_found};
 use rusqlite::types::ToSql;
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::Mutex;
-
-/// What a contact has besides its own columns, as far as the columns asked need it.
-#[derive(Default)]
-struct Details {
-    /// (channel, list id, state, subscribed at), ordered by channel then list id.
-    memberships: HashMap<i64, Vec<(i64, i64, i64, i64)>>,
-    /// Tag names ordered by name.
-    tags: HashMap<i64, Vec<String>>,
-    /// Field id to value.
-    fields: HashMap<i64, HashMap<i64, String>>,
-}
 
 /// Where recent filtered pages ended: a synchronisation walks the pages in order, and the next
 /// page then starts after the last contact of the previous one instead of walking everything
@@ -81,10 +71,10 @@ pub fn export_page(
     if let (true, Some(last)) = (filtered, contacts.last()) {
         ends.remember(query, offset + contacts.len() as u64, generation, last.id);
     }
-    let details = details(conn, query, &contacts)?;
+    let tag_names = tag_names(conn, query)?;
     Ok(contacts
         .iter()
-        .map(|c| render(query, c, &details))
+        .map(|c| render(query, c, &tag_names))
         .collect())
 }
 
@@ -98,15 +88,15 @@ pub fn export_all(
 ) -> Result<u64> {
     let mut after = 0;
     let mut written = 0;
+    let tag_names = tag_names(conn, query)?;
     loop {
         let contacts = select_contacts(conn, query, after + 1, 0, chunk)?;
         let Some(last) = contacts.last() else {
             return Ok(written);
         };
         after = last.id;
-        let details = details(conn, query, &contacts)?;
         for contact in &contacts {
-            sink(render(query, contact, &details))?;
+            sink(render(query, contact, &tag_names))?;
             written += 1;
         }
     }
@@ -142,152 +132,102 @@ fn select_contacts(
     // Only constant fragments are joined here; every value is a bound parameter.
     let mut sql = String::from(concat!(
         select_found!(),
-        " c WHERE c.account_id = :account AND c.id >= :from"
+        " WHERE account_id = :account AND id >= :from"
     ));
     let mut values: Vec<(&str, &dyn ToSql)> =
         vec![(":account", &query.account_id), (":from", &from_id)];
-    if let Some(list_id) = &filters.list_id {
-        // EXISTS, not IN: SQLite walks the contacts in id order and stops at the page's end,
-        // where IN (subquery) builds and sorts the whole list on every page.
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM memberships m
-                          WHERE m.contact_id = c.id AND m.list_id = :list AND m.state IN (0, 1))",
-        );
-        values.push((":list", list_id));
-    }
     if let Some(email) = &filters.email {
-        sql.push_str(" AND c.email = :email");
+        sql.push_str(" AND email = :email");
         values.push((":email", email));
     }
     if let Some(phone) = &filters.phone {
-        sql.push_str(" AND c.phone = :phone");
+        sql.push_str(" AND phone = :phone");
         values.push((":phone", phone));
     }
-    if let Some(tag) = &filters.tag {
-        sql.push_str(
-            " AND EXISTS (SELECT 1 FROM contact_tags ct
-                          WHERE ct.contact_id = c.id
-                            AND ct.tag_id = (SELECT t.id FROM tags t
-                                             WHERE t.account_id = :account
-                                               AND t.name = :tag COLLATE NOCASE))",
-        );
-        values.push((":tag", tag));
-    }
     if let Some(status) = &filters.email_status {
-        sql.push_str(" AND c.email IS NOT NULL AND c.email_status = :email_status");
+        sql.push_str(" AND email IS NOT NULL AND email_status = :email_status");
         values.push((":email_status", status));
     }
     if let Some(status) = &filters.phone_status {
-        sql.push_str(" AND c.phone IS NOT NULL AND c.phone_status = :phone_status");
+        sql.push_str(" AND phone IS NOT NULL AND phone_status = :phone_status");
         values.push((":phone_status", status));
     }
-    sql.push_str(" ORDER BY c.id LIMIT :limit OFFSET :offset");
-    let (limit, offset) = (limit as i64, offset as i64);
-    values.push((":limit", &limit));
-    values.push((":offset", &offset));
+    // Lists and tags are packed in the row (see `packed`): those filters are applied here, on
+    // the contacts SQLite walks in id order, and the page is cut here too.
+    let tag = match &filters.tag {
+        Some(name) => match tag_id(conn, query.account_id, name)? {
+            Some(id) => Some(id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    let list = filters.list_id;
+    let packed_filter = list.is_some() || tag.is_some();
+    let (sql_limit, sql_offset) = if packed_filter {
+        (-1, 0)
+    } else {
+        (limit as i64, offset as i64)
+    };
+    sql.push_str(" ORDER BY id LIMIT :limit OFFSET :offset");
+    values.push((":limit", &sql_limit));
+    values.push((":offset", &sql_offset));
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(values.as_slice(), read_found)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Loads what the columns need for these contacts, a run of nearby ids at a time: one range
-/// query for a dense page, a few small ones for a sparse (filtered) page.
-fn details(conn: &Connection, query: &ExportQuery, contacts: &[Found]) -> Result<Details> {
-    let mut details = Details::default();
-    let (memberships, tags, fields) = (
-        query.needs_memberships(),
-        query.needs_tags(),
-        query.needs_fields(),
-    );
-    if !(memberships || tags || fields) {
-        return Ok(details);
-    }
-    for (low, high) in id_runs(contacts) {
-        let range = rusqlite::params![query.account_id, low, high];
-        if memberships {
-            let mut statement = conn.prepare_cached(
-                "SELECT m.contact_id, m.channel, m.list_id, m.state, m.subscribed_at
-                 FROM contacts c JOIN memberships m ON m.contact_id = c.id
-                 WHERE c.account_id = ?1 AND c.id BETWEEN ?2 AND ?3
-                 ORDER BY m.contact_id, m.channel, m.list_id",
-            )?;
-            let mut rows = statement.query(range)?;
-            while let Some(row) = rows.next()? {
-                details.memberships.entry(row.get(0)?).or_default().push((
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ));
-            }
+    let mut rows = statement.query(values.as_slice())?;
+    let mut page = Vec::new();
+    let mut skip = if packed_filter { offset } else { 0 };
+    while let Some(row) = rows.next()? {
+        let contact = read_found(row)?;
+        if list.is_some_and(|list| !contact.memberships.in_list(list, None))
+            || tag.is_some_and(|tag| !contact.tags.contains(tag))
+        {
+            continue;
         }
-        if tags {
-            let mut statement = conn.prepare_cached(
-                "SELECT ct.contact_id, t.name
-                 FROM contacts c JOIN contact_tags ct ON ct.contact_id = c.id JOIN tags t ON t.id = ct.tag_id
-                 WHERE c.account_id = ?1 AND c.id BETWEEN ?2 AND ?3
-                 ORDER BY ct.contact_id, t.name",
-            )?;
-            let mut rows = statement.query(range)?;
-            while let Some(row) = rows.next()? {
-                details
-                    .tags
-                    .entry(row.get(0)?)
-                    .or_default()
-                    .push(row.get(1)?);
-            }
+        if skip > 0 {
+            skip -= 1;
+            continue;
         }
-        if fields {
-            let mut statement = conn.prepare_cached(
-                "SELECT v.contact_id, v.field_id, v.value
-                 FROM contacts c JOIN field_values v ON v.contact_id = c.id
-                 WHERE c.account_id = ?1 AND c.id BETWEEN ?2 AND ?3",
-            )?;
-            let mut rows = statement.query(range)?;
-            while let Some(row) = rows.next()? {
-                details
-                    .fields
-                    .entry(row.get(0)?)
-                    .or_default()
-                    .insert(row.get(1)?, row.get(2)?);
-            }
+        page.push(contact);
+        if page.len() as u64 >= limit {
+            break;
         }
     }
-    Ok(details)
+    Ok(page)
 }
 
-/// Splits the (ascending) ids into runs whose neighbours are at most 64 apart.
-fn id_runs(contacts: &[Found]) -> Vec<(i64, i64)> {
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for contact in contacts {
-        match runs.last_mut() {
-            Some((_, high)) if contact.id - *high <= 64 => *high = contact.id,
-            _ => runs.push((contact.id, contact.id)),
-        }
+/// The id of the account's tag with this name, in any case.
+fn tag_id(conn: &Connection, account_id: i64, name: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
+        .query_row(rusqlite::params![account_id, name], |row| row.get(0))
+        .optional()?)
+}
+
+/// The account's tag names by id, when the columns show tags.
+fn tag_names(conn: &Connection, query: &ExportQuery) -> Result<HashMap<i64, String>> {
+    if query.needs_tags() {
+        contact_rows::tag_names(conn, query.account_id)
+    } else {
+        Ok(HashMap::new())
     }
-    runs
 }
 
-fn render(query: &ExportQuery, contact: &Found, details: &Details) -> Vec<String> {
-    let memberships = details
-        .memberships
-        .get(&contact.id)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let list = |channel: i64, state: MembershipState| -> String {
+fn render(query: &ExportQuery, contact: &Found, tag_names: &HashMap<i64, String>) -> Vec<String> {
+    let list = |channel: Channel, state: MembershipState| -> String {
         join(
-            memberships
-                .iter()
-                .filter(|m| m.0 == channel && m.2 == state.code())
-                .map(|m| m.1.to_string()),
+            contact
+                .memberships
+                .of(channel)
+                .filter(|m| m.state == state)
+                .map(|m| m.list_id.to_string()),
         )
     };
-    let times = |channel: i64| -> String {
+    let times = |channel: Channel| -> String {
         join(
-            memberships
-                .iter()
-                .filter(|m| m.0 == channel && m.2 == MembershipState::Active.code())
-                .map(|m| Timestamp(m.3).wire()),
+            contact
+                .memberships
+                .of(channel)
+                .filter(|m| m.state == MembershipState::Active)
+                .map(|m| m.time.wire()),
         )
     };
     let time = |t: Option<i64>| t.map(|t| Timestamp(t).wire()).unwrap_or_default();
@@ -311,12 +251,9 @@ fn render(query: &ExportQuery, contact: &Found, details: &Details) -> Vec<String
         .columns
         .iter()
         .map(|column| match column {
-            ExportColumn::Field { id, .. } => details
-                .fields
-                .get(&contact.id)
-                .and_then(|values| values.get(id))
-                .cloned()
-                .unwrap_or_default(),
+            ExportColumn::Field { id, .. } => {
+                contact.fields.get(*id).unwrap_or_default().to_string()
+            }
             ExportColumn::System(system) => {
                 use SystemColumn::*;
                 match system {
@@ -328,24 +265,20 @@ fn render(query: &ExportQuery, contact: &Found, details: &Details) -> Vec<String
                     EmailRequestIp => text(&contact.email.request_ip),
                     EmailConfirmTime => time(contact.email.confirm_time),
                     EmailConfirmIp => text(&contact.email.confirm_ip),
-                    EmailListIds => list(0, MembershipState::Active),
-                    EmailSubscribeTimes => times(0),
-                    EmailUnsubscribedListIds => list(0, MembershipState::Unsubscribed),
-                    EmailExcludedListIds => list(0, MembershipState::Excluded),
+                    EmailListIds => list(Channel::Email, MembershipState::Active),
+                    EmailSubscribeTimes => times(Channel::Email),
+                    EmailUnsubscribedListIds => list(Channel::Email, MembershipState::Unsubscribed),
+                    EmailExcludedListIds => list(Channel::Email, MembershipState::Excluded),
                     Phone => text(&contact.phone.address),
                     PhoneStatus => phone_status(contact.phone.status).to_string(),
                     PhoneAvailability => availability(contact.phone.availability).to_string(),
                     PhoneAddTime => time(contact.phone.add_time),
                     PhoneRequestIp => text(&contact.phone.request_ip),
-                    PhoneListIds => list(1, MembershipState::Active),
-                    PhoneSubscribeTimes => times(1),
-                    PhoneUnsubscribedListIds => list(1, MembershipState::Unsubscribed),
-                    PhoneExcludedListIds => list(1, MembershipState::Excluded),
-                    Tags => details
-                        .tags
-                        .get(&contact.id)
-                        .map(|t| t.join(","))
-                        .unwrap_or_default(),
+                    PhoneListIds => list(Channel::Phone, MembershipState::Active),
+                    PhoneSubscribeTimes => times(Channel::Phone),
+                    PhoneUnsubscribedListIds => list(Channel::Phone, MembershipState::Unsubscribed),
+                    PhoneExcludedListIds => list(Channel::Phone, MembershipState::Excluded),
+                    Tags => contact_rows::names_of(&contact.tags, tag_names).join(","),
                 }
             }
         })

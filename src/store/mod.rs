@@ -7,6 +7,8 @@ pub mod apply_import;
 pub mod contact_rows;
 pub mod db;
 pub mod export_reader;
+pub mod migrate;
+pub mod packed;
 pub mod writer;
 
 use crate::error::Result;

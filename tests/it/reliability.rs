@@ -11,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use unisender_local::store::packed::TagSet;
 
 const CORPUS_KEY: &str = "corpus-key-0123456789";
 
@@ -195,14 +196,21 @@ fn import_call(address: SocketAddr, call: &str, size: usize) -> Option<u16> {
 /// How many contacts each call's tag is on, straight from the file.
 fn contacts_per_call(db: &std::path::Path) -> HashMap<String, i64> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    let mut statement = conn
-        .prepare("SELECT t.name, count(*) FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id GROUP BY t.name")
-        .unwrap();
-    statement
+    let names: HashMap<i64, String> = conn
+        .prepare("SELECT id, name FROM tags")
+        .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
-        .collect()
+        .collect();
+    let mut counts = HashMap::new();
+    let mut statement = conn.prepare("SELECT tag_ids FROM contacts").unwrap();
+    for tags in statement.query_map([], |r| r.get::<_, TagSet>(0)).unwrap() {
+        for tag in tags.unwrap().ids() {
+            *counts.entry(names[tag].clone()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// The contact total a freshly started server reports for the database.

@@ -13,7 +13,9 @@ use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, ExitStatus};
-use unisender_local::model::{Availability, EmailStatus, MembershipState, PhoneStatus};
+use unisender_local::import_plan::Channel;
+use unisender_local::model::{Availability, EmailStatus, PhoneStatus};
+use unisender_local::store::packed::{FieldValues, Memberships, TagSet};
 
 pub const KEY: &str = "test-key-0123456789";
 pub const OTHER_KEY: &str = "other-key-9876543210";
@@ -259,41 +261,46 @@ fn contact_view(conn: &Connection, id: i64) -> Value {
             },
         )
         .expect("reads the contact");
-    let memberships: Vec<(i64, i64, i64, i64)> = conn
-        .prepare("SELECT channel, list_id, state, subscribed_at FROM memberships WHERE contact_id = ?1 ORDER BY channel, list_id")
-        .unwrap()
-        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (channel, key) in [(0, "email_lists"), (1, "phone_lists")] {
+    let (memberships, tags, values): (Memberships, TagSet, FieldValues) = conn
+        .query_row(
+            "SELECT memberships, tag_ids, field_values FROM contacts WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .expect("reads the packed parts");
+    for (channel, key) in [
+        (Channel::Email, "email_lists"),
+        (Channel::Phone, "phone_lists"),
+    ] {
         let lists: Vec<Value> = memberships
-            .iter()
-            .filter(|m| m.0 == channel)
-            .map(|m| {
-                json!([
-                    m.1,
-                    name(MembershipState::from_code, MembershipState::wire, Some(m.2)),
-                    m.3
-                ])
-            })
+            .of(channel)
+            .map(|m| json!([m.list_id, m.state.wire(), m.time.0]))
             .collect();
         view[key] = json!(lists);
     }
-    let tags: Vec<String> = conn
-        .prepare("SELECT t.name FROM contact_tags ct JOIN tags t ON t.id = ct.tag_id WHERE ct.contact_id = ?1 ORDER BY t.name")
-        .unwrap()
-        .query_map([id], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    let mut tags: Vec<String> = tags
+        .ids()
+        .iter()
+        .map(|tag| {
+            conn.query_row("SELECT name FROM tags WHERE id = ?1", [tag], |row| {
+                row.get(0)
+            })
+            .expect("a stored tag id names a tag")
+        })
         .collect();
+    tags.sort();
     view["tags"] = json!(tags);
-    let fields: Vec<(String, String)> = conn
-        .prepare("SELECT f.name, v.value FROM field_values v JOIN fields f ON f.id = v.field_id WHERE v.contact_id = ?1 ORDER BY f.id")
-        .unwrap()
-        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    let fields: Vec<(String, String)> = values
+        .all()
+        .iter()
+        .map(|(field, value)| {
+            let name: String = conn
+                .query_row("SELECT name FROM fields WHERE id = ?1", [field], |row| {
+                    row.get(0)
+                })
+                .expect("a stored field id names a field");
+            (name, value.clone())
+        })
         .collect();
     let fields: serde_json::Map<String, Value> =
         fields.into_iter().map(|(k, v)| (k, json!(v))).collect();

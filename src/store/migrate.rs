@@ -1,0 +1,107 @@
+//! Upgrades a database written with an earlier schema version to this binary's, in place and in
+//! one transaction: a failure leaves the file as it was.
+
+use crate::import_plan::Channel;
+use crate::model::{MembershipState, Timestamp};
+use crate::store::packed::{FieldValues, Membership, Memberships, TagSet};
+use rusqlite::{Connection, params};
+
+/// Runs every step from `version` up to the current one.
+pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let upgraded = (|| {
+        if version < 2 {
+            pack_contact_parts(conn)?;
+        }
+        conn.execute_batch("PRAGMA user_version = 2")
+    })();
+    match upgraded {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Version 1 to 2: memberships, tags and field values move from their own tables into the
+/// contact row (see `packed`), and the index by account goes (the rowid pages contacts).
+fn pack_contact_parts(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE contacts ADD COLUMN memberships BLOB;
+         ALTER TABLE contacts ADD COLUMN tag_ids BLOB;
+         ALTER TABLE contacts ADD COLUMN field_values BLOB;",
+    )?;
+    pack_by_contact(
+        conn,
+        "SELECT contact_id, channel, list_id, state, subscribed_at FROM memberships
+         ORDER BY contact_id",
+        "UPDATE contacts SET memberships = ?2 WHERE id = ?1",
+        |set: &mut Memberships, row| {
+            let channel = if row.get::<_, i64>(1)? == 1 {
+                Channel::Phone
+            } else {
+                Channel::Email
+            };
+            set.put(Membership {
+                channel,
+                list_id: row.get(2)?,
+                state: MembershipState::from_code(row.get(3)?).unwrap_or(MembershipState::Active),
+                time: Timestamp(row.get(4)?),
+            });
+            Ok(())
+        },
+    )?;
+    pack_by_contact(
+        conn,
+        "SELECT contact_id, tag_id FROM contact_tags ORDER BY contact_id",
+        "UPDATE contacts SET tag_ids = ?2 WHERE id = ?1",
+        |set: &mut TagSet, row| {
+            set.insert(row.get(1)?);
+            Ok(())
+        },
+    )?;
+    pack_by_contact(
+        conn,
+        "SELECT contact_id, field_id, value FROM field_values ORDER BY contact_id",
+        "UPDATE contacts SET field_values = ?2 WHERE id = ?1",
+        |set: &mut FieldValues, row| {
+            set.set(row.get(1)?, &row.get::<_, String>(2)?);
+            Ok(())
+        },
+    )?;
+    conn.execute_batch(
+        "DROP TABLE memberships; DROP TABLE contact_tags; DROP TABLE field_values;
+         DROP INDEX contacts_by_account;",
+    )
+}
+
+/// Streams `select` (contact id first, ordered by it), folds each contact's rows into a set with
+/// `add`, and writes each set with `update` (?1 the contact, ?2 the set).
+fn pack_by_contact<S: Default + rusqlite::types::ToSql>(
+    conn: &Connection,
+    select: &str,
+    update: &str,
+    mut add: impl FnMut(&mut S, &rusqlite::Row) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut update = conn.prepare(update)?;
+    let mut select = conn.prepare(select)?;
+    let mut rows = select.query([])?;
+    let mut current: Option<(i64, S)> = None;
+    while let Some(row) = rows.next()? {
+        let contact_id: i64 = row.get(0)?;
+        if current.as_ref().is_none_or(|(id, _)| *id != contact_id) {
+            if let Some((id, set)) = current.take() {
+                update.execute(params![id, set])?;
+            }
+            current = Some((contact_id, S::default()));
+        }
+        if let Some((_, set)) = current.as_mut() {
+            add(set, row)?;
+        }
+    }
+    if let Some((id, set)) = current {
+        update.execute(params![id, set])?;
+    }
+    Ok(())
+}
