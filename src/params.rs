@@ -1,8 +1,6 @@
 //! PHP-style bracket parameters (`data[0][1]=x`, `field_names[]=email`, `fields[email]=a@b.c`)
 //! decoded into a small tree (spec §1.2). Pure: bytes in, tree or error out.
 
-use std::collections::BTreeMap;
-
 /// Bracket nesting deeper than this is refused: no method needs more than two levels, and a
 /// limit keeps a hostile key of thousands of brackets from costing anything.
 pub const MAX_DEPTH: usize = 16;
@@ -32,7 +30,94 @@ impl Key {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Param {
     Value(String),
-    Array(BTreeMap<Key, Param>),
+    Array(ParamArray),
+}
+
+/// The entries of a bracket array, ordered by key. A sorted vector, not a map: clients send
+/// `data[0][0]`, `data[0][1]`, ... in order, so nearly every entry lands at the end or on the
+/// last entry, found without a search (form decoding was three quarters of an import call's
+/// time outside the writer while it used `BTreeMap`s).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParamArray(Vec<(Key, Param)>);
+
+impl ParamArray {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Param> {
+        self.search(key).ok().map(|at| &self.0[at].1)
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Key, &Param)> {
+        self.0.iter().map(|(key, param)| (key, param))
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Param> {
+        self.0.iter().map(|(_, param)| param)
+    }
+
+    /// The entry at `key`, created empty (an empty value) when missing.
+    fn entry(&mut self, key: Key) -> &mut Param {
+        let at = match self.0.last() {
+            None => Err(0),
+            Some((last, _)) if *last < key => Err(self.0.len()),
+            Some((last, _)) if *last == key => Ok(self.0.len() - 1),
+            Some(_) => self.search(&key),
+        };
+        let at = match at {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (key, Param::Value(String::new())));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    fn search(&self, key: &Key) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    /// The index after the highest numeric key (what `name[]` appends at, as in PHP).
+    fn next_index(&self) -> u64 {
+        self.0
+            .iter()
+            .rev()
+            .find_map(|(key, _)| match key {
+                Key::Index(index) => Some(index.saturating_add(1)),
+                Key::Name(_) => None,
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl<'a> IntoIterator for &'a ParamArray {
+    type Item = (&'a Key, &'a Param);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Key, Param)>,
+        fn(&'a (Key, Param)) -> (&'a Key, &'a Param),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(key, param)| (key, param))
+    }
+}
+
+impl FromIterator<(Key, Param)> for ParamArray {
+    /// Entries in any order; a later one replaces an earlier one at the same key.
+    fn from_iter<I: IntoIterator<Item = (Key, Param)>>(entries: I) -> ParamArray {
+        let mut array = ParamArray::default();
+        for (key, param) in entries {
+            *array.entry(key) = param;
+        }
+        array
+    }
 }
 
 impl Param {
@@ -44,7 +129,7 @@ impl Param {
         }
     }
 
-    pub fn as_array(&self) -> Option<&BTreeMap<Key, Param>> {
+    pub fn as_array(&self) -> Option<&ParamArray> {
         match self {
             Param::Array(entries) => Some(entries),
             Param::Value(_) => None,
@@ -76,13 +161,15 @@ impl std::fmt::Display for ParamError {
 /// All parameters of a request, by top-level name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params {
-    entries: BTreeMap<String, Param>,
+    entries: std::collections::BTreeMap<String, Param>,
 }
 
 impl Params {
     /// Decodes an `application/x-www-form-urlencoded` string (also a query string).
     pub fn from_urlencoded(input: &[u8]) -> Result<Params, ParamError> {
         let mut params = Params::default();
+        // One buffer for every key: keys are dropped once placed, values are kept.
+        let mut key = Vec::new();
         for pair in input.split(|&b| b == b'&') {
             if pair.is_empty() {
                 continue;
@@ -91,9 +178,10 @@ impl Params {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
             };
-            let key = percent_decode(raw_key)?;
-            let value = percent_decode(raw_value)?;
-            params.insert(&key, value)?;
+            key.clear();
+            percent_decode_into(raw_key, &mut key);
+            let key = std::str::from_utf8(&key).map_err(|_| ParamError::NotUtf8)?;
+            params.insert(key, percent_decode(raw_value)?)?;
         }
         Ok(params)
     }
@@ -105,6 +193,7 @@ impl Params {
         if name.is_empty() {
             return Ok(());
         }
+        let path = &path.segments[..path.len];
         if path.len() > MAX_DEPTH {
             return Err(ParamError::TooDeep(name.chars().take(64).collect()));
         }
@@ -113,15 +202,14 @@ impl Params {
             return Ok(());
         }
         // Looked up before inserting: a 500-row call names `data` thousands of times.
-        if !self.entries.contains_key(name) {
-            self.entries
-                .insert(name.to_string(), Param::Array(BTreeMap::new()));
-        }
-        let root = self
-            .entries
-            .get_mut(name)
-            .expect("inserted just above when missing");
-        insert_path(root, &path, value);
+        let root = match self.entries.get_mut(name) {
+            Some(root) => root,
+            None => self
+                .entries
+                .entry(name.to_string())
+                .or_insert(Param::Array(ParamArray::default())),
+        };
+        insert_path(root, path, value);
         Ok(())
     }
 
@@ -142,55 +230,56 @@ impl Params {
 
 fn insert_path(node: &mut Param, path: &[&str], value: String) {
     if !matches!(node, Param::Array(_)) {
-        *node = Param::Array(BTreeMap::new());
+        *node = Param::Array(ParamArray::default());
     }
     let Param::Array(entries) = node else {
         unreachable!("node was made an array just above")
     };
     let key = if path[0].is_empty() {
         // `name[]` appends after the highest index so far, as PHP does.
-        let next = entries
-            .keys()
-            .rev()
-            .find_map(|key| match key {
-                Key::Index(index) => Some(index.saturating_add(1)),
-                Key::Name(_) => None,
-            })
-            .unwrap_or(0);
-        Key::Index(next)
+        Key::Index(entries.next_index())
     } else {
         Key::from_segment(path[0])
     };
+    let slot = entries.entry(key);
     if path.len() == 1 {
-        entries.insert(key, Param::Value(value));
+        *slot = Param::Value(value);
     } else {
-        let child = entries
-            .entry(key)
-            .or_insert_with(|| Param::Array(BTreeMap::new()));
-        insert_path(child, &path[1..], value);
+        insert_path(slot, &path[1..], value);
     }
+}
+
+/// The bracket segments of a key, without allocating: one more than `MAX_DEPTH` is kept so
+/// that a deeper key can be refused.
+struct Segments<'a> {
+    segments: [&'a str; MAX_DEPTH + 1],
+    len: usize,
 }
 
 /// Splits `name[a][b]` into `name` and `["a", "b"]`. A key whose brackets do not close is a plain
 /// name, and text after the last `]` is ignored, both as in PHP.
-fn split_key(key: &str) -> (&str, Vec<&str>) {
+fn split_key(key: &str) -> (&str, Segments<'_>) {
+    let mut path = Segments {
+        segments: [""; MAX_DEPTH + 1],
+        len: 0,
+    };
     let Some(open) = key.find('[') else {
-        return (key, Vec::new());
+        return (key, path);
     };
     let name = &key[..open];
-    let mut path = Vec::new();
     let mut rest = &key[open..];
     while let Some(inner) = rest.strip_prefix('[') {
         let Some(close) = inner.find(']') else {
             break;
         };
-        path.push(&inner[..close]);
+        path.segments[path.len] = &inner[..close];
+        path.len += 1;
         rest = &inner[close + 1..];
-        if path.len() > MAX_DEPTH {
+        if path.len > MAX_DEPTH {
             break;
         }
     }
-    if path.is_empty() {
+    if path.len == 0 {
         return (key, path);
     }
     (name, path)
@@ -200,28 +289,45 @@ fn split_key(key: &str) -> (&str, Vec<&str>) {
 /// it is; the result must be UTF-8.
 fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < input.len() => {
-                match (hex_value(input[i + 1]), hex_value(input[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push(high << 4 | low);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
+    percent_decode_into(input, &mut out);
     String::from_utf8(out).map_err(|_| ParamError::NotUtf8)
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|digit| digit as u8)
+/// `percent_decode` into `out`, without the UTF-8 check. Runs of plain bytes are copied whole.
+fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
+    let mut rest = input;
+    while let Some(at) = rest.iter().position(|&b| b == b'%' || b == b'+') {
+        out.extend_from_slice(&rest[..at]);
+        rest = &rest[at..];
+        if rest[0] == b'+' {
+            out.push(b' ');
+            rest = &rest[1..];
+            continue;
+        }
+        match (
+            rest.get(1).and_then(hex_value),
+            rest.get(2).and_then(hex_value),
+        ) {
+            (Some(high), Some(low)) => {
+                out.push(high << 4 | low);
+                rest = &rest[3..];
+            }
+            _ => {
+                out.push(b'%');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.extend_from_slice(rest);
+}
+
+fn hex_value(byte: &u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
