@@ -399,6 +399,29 @@ fn size(bench: &Bench, contacts: usize) {
     );
 }
 
+/// Interleaved rounds of each side-by-side pair.
+const ROUNDS: usize = 3;
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// Reports a baseline and a variant measured in interleaved rounds: each one's median, and the
+/// median of the per-round ratios (variant / baseline).
+fn report_pair(baseline: (&str, &[f64]), variant: (&str, &[f64]), ratio_name: &str) {
+    report(baseline.0, median(baseline.1), "contacts/s");
+    report(variant.0, median(variant.1), "contacts/s");
+    let ratios: Vec<f64> = baseline
+        .1
+        .iter()
+        .zip(variant.1)
+        .map(|(base, variant)| variant / base)
+        .collect();
+    report(ratio_name, median(&ratios), "ratio");
+}
+
 fn main() {
     let options = options();
     let calls = options.calls;
@@ -421,38 +444,53 @@ fn main() {
         return;
     }
     validation(&bench);
-    let storage_new = bench.storage(0..calls, 0, 4);
-    let http_new = bench.http(calls..2 * calls, 0, 4);
-    report("storage_new", storage_new, "contacts/s");
-    report("http_new_4_clients", http_new, "contacts/s");
-    report("http_vs_storage_new", http_new / storage_new, "ratio");
-    let storage_update = bench.storage(0..calls, 1, 4);
-    let http_update = bench.http(calls..2 * calls, 1, 4);
-    report("storage_update", storage_update, "contacts/s");
-    report("http_update_4_clients", http_update, "contacts/s");
-    report(
-        "http_update_vs_storage",
-        http_update / storage_update,
-        "ratio",
+    // Each pair runs side by side ROUNDS times, interleaved, each round on its own contacts; the
+    // medians are reported, since this machine is shared and one run of a variant can be slowed
+    // by a neighbour.
+    let round_calls = |round: usize, half: usize| {
+        let first = (2 * round + half) * calls;
+        first..first + calls
+    };
+    let (mut storage_new, mut http_new) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        storage_new.push(bench.storage(round_calls(round, 0), 0, 4));
+        http_new.push(bench.http(round_calls(round, 1), 0, 4));
+    }
+    report_pair(
+        ("storage_new", &storage_new),
+        ("http_new_4_clients", &http_new),
+        "http_vs_storage_new",
     );
-    latency(&bench, 2 * calls..2 * calls + calls.max(50));
-    size(&bench, (2 * calls + calls.max(50)) * ROWS);
+    let (mut storage_update, mut http_update) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        storage_update.push(bench.storage(round_calls(round, 0), 1, 4));
+        http_update.push(bench.http(round_calls(round, 1), 1, 4));
+    }
+    report_pair(
+        ("storage_update", &storage_update),
+        ("http_update_4_clients", &http_update),
+        "http_update_vs_storage",
+    );
+    let after = 2 * ROUNDS * calls;
+    latency(&bench, after..after + calls.max(50));
+    size(&bench, (after + calls.max(50)) * ROWS);
     drop(bench);
 
     // Group commit against one transaction per call: 16 clients, durable, fresh databases.
-    let grouped = Bench::start(Durability::Full, BATCH_ROWS);
-    let group_commit = grouped.http(0..calls, 0, 16);
-    drop(grouped);
-    let single = Bench::start(Durability::Full, 1);
-    let per_call = single.http(0..calls, 0, 16);
-    drop(single);
-    report("group_commit_16_clients", group_commit, "contacts/s");
-    report(
-        "one_transaction_per_call_16_clients",
-        per_call,
-        "contacts/s",
+    let (mut group_commit, mut per_call) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let grouped = Bench::start(Durability::Full, BATCH_ROWS);
+        group_commit.push(grouped.http(0..calls, 0, 16));
+        drop(grouped);
+        let single = Bench::start(Durability::Full, 1);
+        per_call.push(single.http(0..calls, 0, 16));
+        drop(single);
+    }
+    report_pair(
+        ("one_transaction_per_call_16_clients", &per_call),
+        ("group_commit_16_clients", &group_commit),
+        "group_commit_vs_per_call",
     );
-    report("group_commit_vs_per_call", group_commit / per_call, "ratio");
     // The same with small calls (10 rows), where a commit is a larger share of a call's cost.
     let small_calls = calls * 10;
     let grouped = Bench::start(Durability::Full, BATCH_ROWS);
@@ -479,8 +517,6 @@ fn main() {
 
     // A large database against an empty one: storage alone, fresh contacts, same call count.
     let empty = Bench::start(Durability::Full, BATCH_ROWS);
-    let on_empty = empty.storage(0..calls, 0, 4);
-    drop(empty);
     let large = Bench::start(Durability::Relaxed, BATCH_ROWS);
     let stored_calls = options.stored / ROWS;
     let fill_started = Instant::now();
@@ -515,14 +551,21 @@ fn main() {
         server: reopened,
         _dir: dir,
     };
-    let on_large = large.storage(stored_calls..stored_calls + calls, 0, 4);
-    report("storage_new_empty_db", on_empty, "contacts/s");
-    report(
-        &format!("storage_new_with_{}_stored", options.stored),
-        on_large,
-        "contacts/s",
+    let (mut on_empty, mut on_large) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        on_empty.push(empty.storage(round * calls..(round + 1) * calls, 0, 4));
+        let first = stored_calls + round * calls;
+        on_large.push(large.storage(first..first + calls, 0, 4));
+    }
+    drop(empty);
+    report_pair(
+        ("storage_new_empty_db", &on_empty),
+        (
+            &format!("storage_new_with_{}_stored", options.stored),
+            &on_large,
+        ),
+        "large_vs_empty",
     );
-    report("large_vs_empty", on_large / on_empty, "ratio");
     drop(large);
 
     peak_memory(if options.quick { 40 } else { 200 });

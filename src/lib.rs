@@ -16,5 +16,6 @@ pub mod http;
 pub mod import_plan;
 pub mod model;
 pub mod params;
+pub mod priority;
 pub mod server;
 pub mod store;

@@ -76,6 +76,7 @@ impl Stopper {
 
 impl Server {
     pub fn start(config: ServeConfig) -> Result<Server, StartError> {
+        crate::priority::start_validation_pool();
         let store = Arc::new(Store::open_with(
             &config.db,
             config.durability,

@@ -108,6 +108,7 @@ pub fn serve(
         let spawned = std::thread::Builder::new()
             .name("connection".into())
             .spawn(move || {
+                crate::priority::below_writer();
                 connection.serve(&*handler, &*refusal);
                 active_here.fetch_sub(1, Ordering::SeqCst);
             });
