@@ -12,4 +12,5 @@ mod reliability;
 mod request_errors;
 mod round_trip;
 mod transport;
+mod upgrade;
 mod writer;
