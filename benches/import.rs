@@ -399,6 +399,23 @@ fn size(bench: &Bench, contacts: usize) {
     );
 }
 
+/// The time of one small durable commit (WAL, synchronous=FULL) on this disk, in milliseconds.
+fn durable_commit_ms() -> f64 {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let conn = rusqlite::Connection::open(dir.path().join("commit.db")).expect("opens");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; CREATE TABLE t (x INTEGER);",
+    )
+    .expect("sets up");
+    let commits = 200;
+    let started = Instant::now();
+    for i in 0..commits {
+        conn.execute("INSERT INTO t VALUES (?1)", [i])
+            .expect("commits");
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / commits as f64
+}
+
 /// Interleaved rounds of each side-by-side pair.
 const ROUNDS: usize = 3;
 
@@ -490,6 +507,15 @@ fn main() {
         ("one_transaction_per_call_16_clients", &per_call),
         ("group_commit_16_clients", &group_commit),
         "group_commit_vs_per_call",
+    );
+    // What group commit can save at most: the durable commit of each call, against a call's time.
+    let commit_ms = durable_commit_ms();
+    let call_ms = ROWS as f64 / median(&per_call) * 1000.0;
+    report("durable_commit_ms", commit_ms, "ms");
+    report(
+        "group_commit_ceiling_500_row_calls",
+        call_ms / (call_ms - commit_ms).max(f64::EPSILON),
+        "ratio",
     );
     // The same with small calls (10 rows), where a commit is a larger share of a call's cost.
     let small_calls = calls * 10;
