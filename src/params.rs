@@ -174,7 +174,7 @@ impl Params {
             if pair.is_empty() {
                 continue;
             }
-            let (raw_key, raw_value) = match pair.iter().position(|&b| b == b'=') {
+            let (raw_key, raw_value) = match memchr::memchr(b'=', pair) {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
             };
@@ -263,13 +263,14 @@ fn split_key(key: &str) -> (&str, Segments<'_>) {
         segments: [""; MAX_DEPTH + 1],
         len: 0,
     };
-    let Some(open) = key.find('[') else {
+    // Brackets are ASCII, so byte positions found by memchr are character boundaries.
+    let Some(open) = memchr::memchr(b'[', key.as_bytes()) else {
         return (key, path);
     };
     let name = &key[..open];
     let mut rest = &key[open..];
     while let Some(inner) = rest.strip_prefix('[') {
-        let Some(close) = inner.find(']') else {
+        let Some(close) = memchr::memchr(b']', inner.as_bytes()) else {
             break;
         };
         path.segments[path.len] = &inner[..close];
@@ -296,7 +297,7 @@ fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
 /// `percent_decode` into `out`, without the UTF-8 check. Runs of plain bytes are copied whole.
 fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
     let mut rest = input;
-    while let Some(at) = rest.iter().position(|&b| b == b'%' || b == b'+') {
+    while let Some(at) = memchr::memchr2(b'%', b'+', rest) {
         out.extend_from_slice(&rest[..at]);
         rest = &rest[at..];
         if rest[0] == b'+' {

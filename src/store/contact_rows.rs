@@ -220,6 +220,20 @@ pub fn save_contact(db: &Db, before: &Found, after: &Found) -> Result<()> {
     if before == after {
         return Ok(());
     }
+    if before.email == after.email && before.phone == after.phone {
+        // Only the packed parts changed (a re-sync of lists, tags or values): the address
+        // indexes need not be touched.
+        db.stmt(
+            "UPDATE contacts SET memberships = ?2, tag_ids = ?3, field_values = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            after.id,
+            after.memberships,
+            after.tags,
+            after.fields
+        ])?;
+        return Ok(());
+    }
     let (e, p) = (&after.email, &after.phone);
     db.stmt(
         "UPDATE contacts SET email = ?2, email_status = ?3, email_availability = ?4,
