@@ -374,15 +374,16 @@ pub fn count_in_list(conn: &Connection, account_id: i64, filter: &CountFilter) -
         .search
         .as_ref()
         .map(|s| (s.to_lowercase(), s.as_str()));
+    let damaged = || Error::Internal("a contact's packed lists or tags are damaged".into());
     let mut rows = statement.query([account_id])?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
-        let memberships: Memberships = row.get(2)?;
-        if !memberships.in_list(filter.list_id, filter.channel) {
+        let in_list = Memberships::stored_in_list(row.get_ref(2)?, filter.list_id, filter.channel);
+        if !in_list.ok_or_else(damaged)? {
             continue;
         }
         if let Some(tag_id) = filter.tag_id
-            && !row.get::<_, TagSet>(3)?.contains(tag_id)
+            && !TagSet::stored_contains(row.get_ref(3)?, tag_id).ok_or_else(damaged)?
         {
             continue;
         }

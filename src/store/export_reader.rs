@@ -2,11 +2,12 @@
 //! order, rendered as rows of strings (§6.1). Pages at any offset cost about the same: an
 //! unfiltered offset is found through `contact_blocks`, not by walking the contacts before it.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::export_query::{ExportColumn, ExportFilters, ExportQuery, SystemColumn};
 use crate::import_plan::Channel;
 use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp};
 use crate::store::contact_rows::{self, Found, read_found, select_found};
+use crate::store::packed::{Memberships, TagSet};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -153,7 +154,8 @@ fn select_contacts(
         values.push((":phone_status", status));
     }
     // Lists and tags are packed in the row (see `packed`): those filters are applied here, on
-    // the contacts SQLite walks in id order, and the page is cut here too.
+    // the contacts SQLite walks in id order, testing the stored bytes without reading the rest of
+    // each row; the page's rows are read afterwards.
     let tag = match &filters.tag {
         Some(name) => match tag_id(conn, query.account_id, name)? {
             Some(id) => Some(id),
@@ -162,23 +164,33 @@ fn select_contacts(
         None => None,
     };
     let list = filters.list_id;
-    let packed_filter = list.is_some() || tag.is_some();
-    let (sql_limit, sql_offset) = if packed_filter {
-        (-1, 0)
-    } else {
-        (limit as i64, offset as i64)
-    };
-    sql.push_str(" ORDER BY id LIMIT :limit OFFSET :offset");
-    values.push((":limit", &sql_limit));
-    values.push((":offset", &sql_offset));
+    if list.is_none() && tag.is_none() {
+        sql.push_str(" ORDER BY id LIMIT :limit OFFSET :offset");
+        let (limit, offset) = (limit as i64, offset as i64);
+        values.push((":limit", &limit));
+        values.push((":offset", &offset));
+        let mut statement = conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(values.as_slice(), read_found)?;
+        return Ok(rows.collect::<rusqlite::Result<_>>()?);
+    }
+    let sql = sql.replacen(
+        select_found!(),
+        "SELECT id, memberships, tag_ids FROM contacts",
+        1,
+    ) + " ORDER BY id";
     let mut statement = conn.prepare_cached(&sql)?;
     let mut rows = statement.query(values.as_slice())?;
-    let mut page = Vec::new();
-    let mut skip = if packed_filter { offset } else { 0 };
+    let damaged = || Error::Internal("a contact's packed lists or tags are damaged".into());
+    let mut ids = Vec::new();
+    let mut skip = offset;
     while let Some(row) = rows.next()? {
-        let contact = read_found(row)?;
-        if list.is_some_and(|list| !contact.memberships.in_list(list, None))
-            || tag.is_some_and(|tag| !contact.tags.contains(tag))
+        if let Some(list) = list
+            && !Memberships::stored_in_list(row.get_ref(1)?, list, None).ok_or_else(damaged)?
+        {
+            continue;
+        }
+        if let Some(tag) = tag
+            && !TagSet::stored_contains(row.get_ref(2)?, tag).ok_or_else(damaged)?
         {
             continue;
         }
@@ -186,12 +198,40 @@ fn select_contacts(
             skip -= 1;
             continue;
         }
-        page.push(contact);
-        if page.len() as u64 >= limit {
+        ids.push(row.get::<_, i64>(0)?);
+        if ids.len() as u64 >= limit {
             break;
         }
     }
-    Ok(page)
+    contacts_by_ids(conn, &ids)
+}
+
+/// The contacts with these ascending ids, read a run of nearby ids at a time: one range query
+/// for a dense page, a few small ones for a sparse one.
+fn contacts_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<Found>> {
+    let mut statement = conn.prepare_cached(concat!(
+        select_found!(),
+        " WHERE id BETWEEN ?1 AND ?2 ORDER BY id"
+    ))?;
+    let mut contacts = Vec::with_capacity(ids.len());
+    let mut rest = ids;
+    while let Some(&low) = rest.first() {
+        // A run ends where the next id is more than 64 past the previous one.
+        let run = rest
+            .windows(2)
+            .position(|pair| pair[1] - pair[0] > 64)
+            .map_or(rest.len(), |at| at + 1);
+        let (wanted, after) = rest.split_at(run);
+        let high = wanted[wanted.len() - 1];
+        for contact in statement.query_map([low, high], read_found)? {
+            let contact = contact?;
+            if wanted.binary_search(&contact.id).is_ok() {
+                contacts.push(contact);
+            }
+        }
+        rest = after;
+    }
+    Ok(contacts)
 }
 
 /// The id of the account's tag with this name, in any case.

@@ -73,6 +73,32 @@ impl Memberships {
         })
     }
 
+    /// `in_list` on a stored column, without building the set: filtered export walks and counts
+    /// test every contact of an account. `None` when the bytes are damaged.
+    pub fn stored_in_list(
+        column: ValueRef<'_>,
+        list_id: i64,
+        channel: Option<Channel>,
+    ) -> Option<bool> {
+        let mut bytes = match column {
+            ValueRef::Null => return Some(false),
+            ValueRef::Blob(bytes) => bytes,
+            _ => return None,
+        };
+        let mut found = false;
+        while let Some((&head, rest)) = bytes.split_first() {
+            bytes = rest;
+            let (channel_code, state) = (i64::from(head / 16), i64::from(head % 16));
+            let list = take_varint(&mut bytes)? as i64;
+            take_varint(&mut bytes)?;
+            found |= list == list_id
+                && channel.is_none_or(|c| c.code() == channel_code)
+                && (state == MembershipState::Active.code()
+                    || state == MembershipState::Unsubscribed.code());
+        }
+        Some(found)
+    }
+
     fn position(&self, channel: Channel, list_id: i64) -> Result<usize, usize> {
         self.0
             .binary_search_by_key(&(channel.code(), list_id), |m| {
@@ -142,6 +168,22 @@ impl TagSet {
         if let Ok(at) = self.0.binary_search(&tag_id) {
             self.0.remove(at);
         }
+    }
+
+    /// `contains` on a stored column, without building the set. `None` when the bytes are
+    /// damaged.
+    pub fn stored_contains(column: ValueRef<'_>, tag_id: i64) -> Option<bool> {
+        let mut bytes = match column {
+            ValueRef::Null => return Some(false),
+            ValueRef::Blob(bytes) => bytes,
+            _ => return None,
+        };
+        while !bytes.is_empty() {
+            if take_varint(&mut bytes)? as i64 == tag_id {
+                return Some(true);
+            }
+        }
+        Some(false)
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -329,6 +371,47 @@ mod tests {
             assert!(back::<FieldValues>(&Some(bytes)).is_err());
         }
         assert!(back::<TagSet>(&Some(vec![])).is_ok());
+    }
+
+    #[test]
+    fn stored_tests_agree_with_the_sets() {
+        let mut set = Memberships::default();
+        for (channel, list_id, state) in [
+            (Channel::Email, 3, MembershipState::Active),
+            (Channel::Email, 4, MembershipState::Excluded),
+            (Channel::Phone, 5, MembershipState::Unsubscribed),
+        ] {
+            set.put(Membership {
+                channel,
+                list_id,
+                state,
+                time: Timestamp(1),
+            });
+        }
+        let bytes = blob(&set).unwrap();
+        for list_id in [3, 4, 5, 6] {
+            for channel in [None, Some(Channel::Email), Some(Channel::Phone)] {
+                assert_eq!(
+                    Memberships::stored_in_list(ValueRef::Blob(&bytes), list_id, channel),
+                    Some(set.in_list(list_id, channel)),
+                    "list {list_id} {channel:?}"
+                );
+            }
+        }
+        let tags: TagSet = [2, 300].into_iter().collect();
+        let bytes = blob(&tags).unwrap();
+        for tag in [2, 3, 300] {
+            assert_eq!(
+                TagSet::stored_contains(ValueRef::Blob(&bytes), tag),
+                Some(tags.contains(tag))
+            );
+        }
+        assert_eq!(TagSet::stored_contains(ValueRef::Null, 2), Some(false));
+        assert_eq!(TagSet::stored_contains(ValueRef::Blob(&[0x80]), 2), None);
+        assert_eq!(
+            Memberships::stored_in_list(ValueRef::Blob(&[0, 1]), 1, None),
+            None
+        );
     }
 
     #[test]

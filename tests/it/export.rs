@@ -519,3 +519,62 @@ fn filtered_pages_walked_in_order_match_and_a_write_resets_them() {
     ));
     assert_eq!(tagged, after[14..21].to_vec());
 }
+
+#[test]
+fn sparse_and_dense_filtered_pages_match_the_filtered_full_walk() {
+    let server = TestServer::start();
+    let list = server.create_list("L").to_string();
+    // Members every 97th contact (gaps wider than a read run) and a dense run of 20; a tag on
+    // every 150th and on part of the dense run.
+    let rows: Vec<[String; 3]> = (0..1000)
+        .map(|i| {
+            let member = i % 97 == 0 || (500..520).contains(&i);
+            let tagged = i % 150 == 0 || (510..530).contains(&i);
+            [
+                format!("s{i:04}@example.com"),
+                if member { list.clone() } else { String::new() },
+                if tagged { "Mark".into() } else { String::new() },
+            ]
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        let cells: Vec<[&str; 3]> = chunk
+            .iter()
+            .map(|[a, b, c]| [a.as_str(), b.as_str(), c.as_str()])
+            .collect();
+        let cells: Vec<&[&str]> = cells.iter().map(|r| &r[..]).collect();
+        server.import(&["email", "email_list_ids", "tags"], &cells, &[]);
+    }
+    let member = |r: &[String; 3]| !r[1].is_empty();
+    let tagged = |r: &[String; 3]| !r[2].is_empty();
+    let expected = |keep: &dyn Fn(&[String; 3]) -> bool| -> Vec<String> {
+        rows.iter()
+            .filter(|r| keep(r))
+            .map(|r| r[0].clone())
+            .collect()
+    };
+    for (filters, wanted) in [
+        (vec![("list_id", list.as_str())], expected(&member)),
+        (vec![("tag", "mark")], expected(&tagged)),
+        (
+            vec![("list_id", list.as_str()), ("tag", "MARK")],
+            expected(&|r| member(r) && tagged(r)),
+        ),
+    ] {
+        for (offset, limit) in [(0, 1000), (0, 1), (3, 4), (9, 100), (25, 5), (1000, 10)] {
+            let (offset_text, limit_text) = (offset.to_string(), limit.to_string());
+            let mut pairs = vec![
+                ("field_names[]", "email"),
+                ("offset", offset_text.as_str()),
+                ("limit", limit_text.as_str()),
+            ];
+            pairs.extend(filters.iter().copied());
+            let end = (offset + limit).min(wanted.len());
+            assert_eq!(
+                emails(&export(&server, &pairs)),
+                wanted[offset.min(end)..end].to_vec(),
+                "{filters:?} offset {offset} limit {limit}"
+            );
+        }
+    }
+}
