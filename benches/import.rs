@@ -417,7 +417,7 @@ fn durable_commit_ms() -> f64 {
 }
 
 /// Interleaved rounds of each side-by-side pair.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();

@@ -9,8 +9,34 @@ use crate::store::apply_import::ImportOutcome;
 use crate::store::db;
 use crate::store::writer::Command;
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// importContacts calls between reading their rows and their answer.
+static IMPORTS_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a call in `IMPORTS_IN_PROGRESS` while it lives.
+struct InProgress;
+
+impl InProgress {
+    /// Starts counting; answers whether no other import was in progress.
+    fn start() -> (InProgress, bool) {
+        let before = IMPORTS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst);
+        (InProgress, before == 0)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        IMPORTS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 pub fn import_contacts(call: &Call) -> Result<Answer> {
+    // Rows are checked on rayon only when this call is alone: then the other cores are idle and
+    // it answers sooner. While other imports are in progress they, and the writer applying them,
+    // already use the cores, and rayon's hand-offs would only add work (on two cores, four
+    // clients ran at 0.84 × the writer's speed with rayon on every call).
+    let (_in_progress, alone) = InProgress::start();
     let params = call.params;
     let flags = ImportFlags::parse(params).map_err(Error::invalid_arg)?;
     let field_names = params
@@ -28,7 +54,7 @@ pub fn import_contacts(call: &Call) -> Result<Answer> {
         account_id: call.account.id,
         flags,
         field_ids: columns.field_ids(),
-        rows: plan_rows(&columns, &rows, rows.len() >= PARALLEL_THRESHOLD),
+        rows: plan_rows(&columns, &rows, alone && rows.len() >= PARALLEL_THRESHOLD),
     });
     let outcome = call
         .store
