@@ -14,15 +14,28 @@ pub enum Key {
 }
 
 impl Key {
+    /// A canonical decimal of at most 19 digits (no sign, no leading zero) is an index; anything
+    /// else is a name.
     fn from_segment(segment: &str) -> Key {
-        let numeric = !segment.is_empty()
-            && segment.len() <= 19
-            && segment.bytes().all(|b| b.is_ascii_digit())
-            && (segment == "0" || !segment.starts_with('0'));
-        match segment.parse::<u64>() {
-            Ok(index) if numeric => Key::Index(index),
-            _ => Key::Name(segment.to_string()),
+        let bytes = segment.as_bytes();
+        let canonical = match bytes {
+            [] => false,
+            [b'0'] => true,
+            [b'0', ..] => false,
+            _ => bytes.len() <= 19,
+        };
+        if canonical {
+            let mut index: u64 = 0;
+            for &byte in bytes {
+                if !byte.is_ascii_digit() {
+                    return Key::Name(segment.to_string());
+                }
+                // 19 digits cannot overflow a u64.
+                index = index * 10 + u64::from(byte - b'0');
+            }
+            return Key::Index(index);
         }
+        Key::Name(segment.to_string())
     }
 }
 
@@ -170,11 +183,15 @@ impl Params {
         let mut params = Params::default();
         // One buffer for every key: keys are dropped once placed, values are kept.
         let mut key = Vec::new();
-        for pair in input.split(|&b| b == b'&') {
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'&', input).chain(std::iter::once(input.len()));
+        for end in ends {
+            let pair = &input[start..end];
+            start = end + 1;
             if pair.is_empty() {
                 continue;
             }
-            let (raw_key, raw_value) = match memchr::memchr(b'=', pair) {
+            let (raw_key, raw_value) = match pair.iter().position(|&b| b == b'=') {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
             };
@@ -263,14 +280,15 @@ fn split_key(key: &str) -> (&str, Segments<'_>) {
         segments: [""; MAX_DEPTH + 1],
         len: 0,
     };
-    // Brackets are ASCII, so byte positions found by memchr are character boundaries.
-    let Some(open) = memchr::memchr(b'[', key.as_bytes()) else {
+    // Brackets are ASCII, so their byte positions are character boundaries. (A plain search:
+    // keys are short, and memchr's set-up cost more than it saved.)
+    let Some(open) = key.bytes().position(|b| b == b'[') else {
         return (key, path);
     };
     let name = &key[..open];
     let mut rest = &key[open..];
     while let Some(inner) = rest.strip_prefix('[') {
-        let Some(close) = memchr::memchr(b']', inner.as_bytes()) else {
+        let Some(close) = inner.bytes().position(|b| b == b']') else {
             break;
         };
         path.segments[path.len] = &inner[..close];
@@ -294,32 +312,28 @@ fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
     String::from_utf8(out).map_err(|_| ParamError::NotUtf8)
 }
 
-/// `percent_decode` into `out`, without the UTF-8 check. Runs of plain bytes are copied whole.
+/// `percent_decode` into `out`, without the UTF-8 check. A plain byte loop: form keys and
+/// values are short, and a vectorised search per escape cost more than it saved.
 fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
-    let mut rest = input;
-    while let Some(at) = memchr::memchr2(b'%', b'+', rest) {
-        out.extend_from_slice(&rest[..at]);
-        rest = &rest[at..];
-        if rest[0] == b'+' {
-            out.push(b' ');
-            rest = &rest[1..];
-            continue;
-        }
-        match (
-            rest.get(1).and_then(hex_value),
-            rest.get(2).and_then(hex_value),
-        ) {
-            (Some(high), Some(low)) => {
-                out.push(high << 4 | low);
-                rest = &rest[3..];
-            }
-            _ => {
+    out.reserve(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let high = input.get(i + 1).and_then(hex_value);
+                let low = input.get(i + 2).and_then(hex_value);
+                if let (Some(high), Some(low)) = (high, low) {
+                    out.push(high << 4 | low);
+                    i += 3;
+                    continue;
+                }
                 out.push(b'%');
-                rest = &rest[1..];
             }
+            byte => out.push(byte),
         }
+        i += 1;
     }
-    out.extend_from_slice(rest);
 }
 
 fn hex_value(byte: &u8) -> Option<u8> {
