@@ -86,11 +86,17 @@ fn main() {
     let started = Instant::now();
     let (mut peak, mut first) = (0.0f64, None);
     let mut last = 0.0;
+    let mut seconds = 0u64;
     while started.elapsed() < Duration::from_secs_f64(minutes * 60.0) {
         std::thread::sleep(Duration::from_secs(1));
         last = rss_mib(child.id());
         first.get_or_insert(last);
         peak = peak.max(last);
+        seconds += 1;
+        // The trend, once a minute: a leak shows as a climb that does not level off.
+        if seconds % 60 == 0 {
+            report(&format!("soak_rss_minute_{}", seconds / 60), last, "MiB");
+        }
     }
     stop.store(true, Ordering::SeqCst);
     clients.into_iter().for_each(|c| drop(c.join()));
