@@ -94,7 +94,7 @@ fn main() {
         peak = peak.max(last);
         seconds += 1;
         // The trend, once a minute: a leak shows as a climb that does not level off.
-        if seconds % 60 == 0 {
+        if seconds.is_multiple_of(60) {
             report(&format!("soak_rss_minute_{}", seconds / 60), last, "MiB");
         }
     }
