@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::import_plan::Channel;
 use crate::model::{MAX_TAGS_PER_CONTACT, same_ignoring_case};
 use crate::store::packed::{FieldValues, Memberships, TagSet};
+use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
@@ -184,7 +185,6 @@ pub fn find_by_addresses(
 /// Creates the contact (its `id` is ignored) and answers the new id; the caller counts it into
 /// `contact_blocks` with `NewContacts`.
 pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
-    let (e, p) = (&contact.email, &contact.phone);
     db.stmt(
         "INSERT INTO contacts (account_id,
             email, email_status, email_availability, email_add_time, email_request_ip,
@@ -193,25 +193,32 @@ pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> 
             memberships, tag_ids, field_values)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
-    .execute(params![
-        account_id,
-        e.address,
-        e.status,
-        e.availability,
-        e.add_time,
-        e.request_ip,
-        e.confirm_time,
-        e.confirm_ip,
-        p.address,
-        p.status,
-        p.availability,
-        p.add_time,
-        p.request_ip,
-        contact.memberships,
-        contact.tags,
-        contact.fields
-    ])?;
+    .execute(&row_params(&account_id, contact)[..])?;
     Ok(db.conn.last_insert_rowid())
+}
+
+/// `key` as ?1, then the contact's columns as ?2 to ?16, in the order both the INSERT and the
+/// whole-row UPDATE name them.
+fn row_params<'a>(key: &'a i64, contact: &'a Found) -> [&'a dyn ToSql; 16] {
+    let (e, p) = (&contact.email, &contact.phone);
+    [
+        key,
+        &e.address,
+        &e.status,
+        &e.availability,
+        &e.add_time,
+        &e.request_ip,
+        &e.confirm_time,
+        &e.confirm_ip,
+        &p.address,
+        &p.status,
+        &p.availability,
+        &p.add_time,
+        &p.request_ip,
+        &contact.memberships,
+        &contact.tags,
+        &contact.fields,
+    ]
 }
 
 /// Writes the contact back whole if it differs from `before` (a re-sync of unchanged data
@@ -234,7 +241,6 @@ pub fn save_contact(db: &Db, before: &Found, after: &Found) -> Result<()> {
         ])?;
         return Ok(());
     }
-    let (e, p) = (&after.email, &after.phone);
     db.stmt(
         "UPDATE contacts SET email = ?2, email_status = ?3, email_availability = ?4,
             email_add_time = ?5, email_request_ip = ?6, email_confirm_time = ?7,
@@ -243,24 +249,7 @@ pub fn save_contact(db: &Db, before: &Found, after: &Found) -> Result<()> {
             field_values = ?16
          WHERE id = ?1",
     )?
-    .execute(params![
-        after.id,
-        e.address,
-        e.status,
-        e.availability,
-        e.add_time,
-        e.request_ip,
-        e.confirm_time,
-        e.confirm_ip,
-        p.address,
-        p.status,
-        p.availability,
-        p.add_time,
-        p.request_ip,
-        after.memberships,
-        after.tags,
-        after.fields
-    ])?;
+    .execute(&row_params(&after.id, after)[..])?;
     Ok(())
 }
 
