@@ -469,6 +469,50 @@ mod properties {
             let _ = params.insert(&key, value);
         }
 
+        /// The index rule, checked against its plain definition: a canonical decimal that fits
+        /// in 19 digits is an index, anything else a name.
+        #[test]
+        fn segments_are_indexes_exactly_when_canonical(segment in "[0-9]{0,21}|[0-9a+ -]{0,6}") {
+            let canonical = !segment.is_empty()
+                && segment.len() <= 19
+                && segment.bytes().all(|b| b.is_ascii_digit())
+                && (segment == "0" || !segment.starts_with('0'));
+            let expected = if canonical {
+                Key::Index(segment.parse().unwrap())
+            } else {
+                Key::Name(segment.clone())
+            };
+            prop_assert_eq!(Key::from_segment(&segment), expected);
+        }
+
+        /// Percent decoding, checked against a byte-at-a-time reference on escape-heavy input.
+        #[test]
+        fn percent_decoding_matches_the_reference(input in "[%+a-fA-F0-9gz=]{0,24}") {
+            let bytes = input.as_bytes();
+            let mut expected = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match bytes[i] {
+                    b'+' => expected.push(b' '),
+                    b'%' if i + 2 < bytes.len() => {
+                        match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                            (Some(h), Some(l)) => {
+                                expected.push((h * 16 + l) as u8);
+                                i += 2;
+                            }
+                            _ => expected.push(b'%'),
+                        }
+                    }
+                    byte => expected.push(byte),
+                }
+                i += 1;
+            }
+            let mut decoded = Vec::new();
+            percent_decode_into(bytes, &mut decoded);
+            prop_assert_eq!(decoded, expected);
+        }
+
         /// Any value, percent-encoded, decodes to itself.
         #[test]
         fn encoded_values_decode_to_themselves(value in any::<String>()) {
