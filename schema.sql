@@ -41,9 +41,11 @@ CREATE UNIQUE INDEX fields_by_name ON fields (account_id, name COLLATE NOCASE);
 CREATE TABLE tags (
     id         INTEGER PRIMARY KEY,
     account_id INTEGER NOT NULL REFERENCES accounts(id),
-    name       TEXT NOT NULL                  -- unique within the account, case-insensitively
+    name       TEXT NOT NULL,                 -- as first given
+    name_key   TEXT NOT NULL                  -- the name lower-cased (Unicode, not just ASCII as
+                                              -- NOCASE would): names are matched by it
 );
-CREATE UNIQUE INDEX tags_by_name ON tags (account_id, name COLLATE NOCASE);
+CREATE UNIQUE INDEX tags_by_key ON tags (account_id, name_key);
 
 -- Contacts (person_id = id) with their two channels inline: a NULL address means no channel.
 -- A contact's memberships, tags and field values are packed into its last three columns

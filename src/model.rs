@@ -313,6 +313,12 @@ pub fn normalise_tags(cell: &str) -> Vec<String> {
     names
 }
 
+/// A name lower-cased character by character (Unicode): how tag names are matched, in a call
+/// (`same_ignoring_case`) and in the database (`tags.name_key`) alike.
+pub fn case_key(name: &str) -> String {
+    name.chars().flat_map(char::to_lowercase).collect()
+}
+
 /// Whether two names are equal but for case (Unicode lower-casing), without allocating.
 pub fn same_ignoring_case(a: &str, b: &str) -> bool {
     a.chars()

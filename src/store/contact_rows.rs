@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::import_plan::Channel;
-use crate::model::{MAX_TAGS_PER_CONTACT, same_ignoring_case};
+use crate::model::{MAX_TAGS_PER_CONTACT, case_key, same_ignoring_case};
 use crate::store::packed::{FieldValues, Memberships, TagSet};
 use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
@@ -289,13 +289,13 @@ pub struct TagIds(HashMap<String, i64>);
 impl TagIds {
     /// The id of the account's tag with this name (in any case), if there is one.
     fn existing(&mut self, db: &Db, account_id: i64, name: &str) -> Result<Option<i64>> {
-        let key = name.to_lowercase();
+        let key = case_key(name);
         if let Some(id) = self.0.get(&key) {
             return Ok(Some(*id));
         }
         let found: Option<i64> = db
-            .stmt("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
-            .query_row(params![account_id, name], |row| row.get(0))
+            .stmt("SELECT id FROM tags WHERE account_id = ?1 AND name_key = ?2")?
+            .query_row(params![account_id, key], |row| row.get(0))
             .optional()?;
         if let Some(id) = found {
             self.0.insert(key, id);
@@ -308,10 +308,11 @@ impl TagIds {
         if let Some(id) = self.existing(db, account_id, name)? {
             return Ok(id);
         }
-        db.stmt("INSERT INTO tags (account_id, name) VALUES (?1, ?2)")?
-            .execute(params![account_id, name])?;
+        let key = case_key(name);
+        db.stmt("INSERT INTO tags (account_id, name, name_key) VALUES (?1, ?2, ?3)")?
+            .execute(params![account_id, name, key])?;
         let id = db.conn.last_insert_rowid();
-        self.0.insert(name.to_lowercase(), id);
+        self.0.insert(key, id);
         Ok(id)
     }
 

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::export_query::{ExportColumn, ExportFilters, ExportQuery, SystemColumn};
 use crate::import_plan::Channel;
-use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp};
+use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp, case_key};
 use crate::store::contact_rows::{self, Found, read_found, select_found};
 use crate::store::packed::{Memberships, TagSet};
 use rusqlite::types::ToSql;
@@ -237,8 +237,10 @@ fn contacts_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<Found>> {
 /// The id of the account's tag with this name, in any case.
 fn tag_id(conn: &Connection, account_id: i64, name: &str) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM tags WHERE account_id = ?1 AND name = ?2 COLLATE NOCASE")?
-        .query_row(rusqlite::params![account_id, name], |row| row.get(0))
+        .prepare_cached("SELECT id FROM tags WHERE account_id = ?1 AND name_key = ?2")?
+        .query_row(rusqlite::params![account_id, case_key(name)], |row| {
+            row.get(0)
+        })
         .optional()?)
 }
 

@@ -2,9 +2,10 @@
 //! one transaction: a failure leaves the file as it was.
 
 use crate::import_plan::Channel;
-use crate::model::{MembershipState, Timestamp};
+use crate::model::{MembershipState, Timestamp, case_key};
 use crate::store::packed::{FieldValues, Membership, Memberships, TagSet};
 use rusqlite::{Connection, params};
+use std::collections::HashMap;
 
 /// Runs every step from `version` up to the current one.
 pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
@@ -25,13 +26,15 @@ pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
 }
 
 /// Version 1 to 2: memberships, tags and field values move from their own tables into the
-/// contact row (see `packed`), and the index by account goes (the rowid pages contacts).
+/// contact row (see `packed`), the index by account goes (the rowid pages contacts), and tag
+/// names are matched by a Unicode lower-cased key instead of ASCII-only NOCASE.
 fn pack_contact_parts(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "ALTER TABLE contacts ADD COLUMN memberships BLOB;
          ALTER TABLE contacts ADD COLUMN tag_ids BLOB;
          ALTER TABLE contacts ADD COLUMN field_values BLOB;",
     )?;
+    let merged = key_tags(conn)?;
     pack_by_contact(
         conn,
         "SELECT contact_id, channel, list_id, state, subscribed_at FROM memberships
@@ -57,7 +60,8 @@ fn pack_contact_parts(conn: &Connection) -> rusqlite::Result<()> {
         "SELECT contact_id, tag_id FROM contact_tags ORDER BY contact_id",
         "UPDATE contacts SET tag_ids = ?2 WHERE id = ?1",
         |set: &mut TagSet, row| {
-            set.insert(row.get(1)?);
+            let tag: i64 = row.get(1)?;
+            set.insert(merged.get(&tag).copied().unwrap_or(tag));
             Ok(())
         },
     )?;
@@ -70,10 +74,43 @@ fn pack_contact_parts(conn: &Connection) -> rusqlite::Result<()> {
             Ok(())
         },
     )?;
+    for duplicate in merged.keys() {
+        conn.execute("DELETE FROM tags WHERE id = ?1", [duplicate])?;
+    }
     conn.execute_batch(
         "DROP TABLE memberships; DROP TABLE contact_tags; DROP TABLE field_values;
-         DROP INDEX contacts_by_account;",
+         DROP INDEX contacts_by_account;
+         CREATE UNIQUE INDEX tags_by_key ON tags (account_id, name_key);",
     )
+}
+
+/// Gives every tag its `name_key`. Names NOCASE told apart but equal in Unicode lower case (in
+/// Cyrillic, say) become one tag, the oldest: answers each merged tag's id and the id it joins.
+fn key_tags(conn: &Connection) -> rusqlite::Result<HashMap<i64, i64>> {
+    conn.execute_batch(
+        "ALTER TABLE tags ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
+         DROP INDEX tags_by_name;",
+    )?;
+    let tags: Vec<(i64, i64, String)> = conn
+        .prepare("SELECT id, account_id, name FROM tags ORDER BY id")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut kept: HashMap<(i64, String), i64> = HashMap::new();
+    let mut merged = HashMap::new();
+    let mut set_key = conn.prepare("UPDATE tags SET name_key = ?2 WHERE id = ?1")?;
+    for (id, account_id, name) in tags {
+        let key = case_key(&name);
+        match kept.get(&(account_id, key.clone())) {
+            Some(first) => {
+                merged.insert(id, *first);
+            }
+            None => {
+                set_key.execute(params![id, key])?;
+                kept.insert((account_id, key), id);
+            }
+        }
+    }
+    Ok(merged)
 }
 
 /// Streams `select` (contact id first, ordered by it), folds each contact's rows into a set with

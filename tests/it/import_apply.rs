@@ -352,6 +352,30 @@ fn step6_tags() {
         .query_row("SELECT count(*) FROM tags", [], |r| r.get(0))
         .unwrap();
     assert_eq!(account_tags, 3);
+    // Case is ignored beyond ASCII too, from one call to the next (Cyrillic here).
+    server.import(&["email", "tags"], &[&["c1@example.com", "Клиент"]], &[]);
+    server.import(&["email", "tags"], &[&["c2@example.com", "КЛИЕНТ"]], &[]);
+    assert_eq!(
+        server.contact("c2@example.com").unwrap()["tags"],
+        json!(["Клиент"])
+    );
+    let tagged = server.ok(
+        "exportContacts",
+        &[("field_names", "email"), ("tag", "клиент")],
+    );
+    assert_eq!(
+        tagged["data"],
+        json!([["c1@example.com"], ["c2@example.com"]])
+    );
+    server.import(
+        &["email", "delete"],
+        &[&["c1@example.com", "1"], &["c2@example.com", "1"]],
+        &[],
+    );
+    server.ok(
+        "deleteTag",
+        &[("id", &server.ok("getTags", &[])[3]["id"].to_string())],
+    );
     // overwrite_tags=1 replaces.
     server.import(
         &["email", "tags"],

@@ -14,7 +14,8 @@ fn schema_1_database(db: &std::path::Path) {
          INSERT INTO lists (id, account_id, title) VALUES (10, 1, 'News'), (11, 1, 'Sales');
          INSERT INTO fields (id, account_id, name, type, public_name)
              VALUES (20, 1, 'City', 'string', 'City'), (21, 1, 'Age', 'number', 'Age');
-         INSERT INTO tags (id, account_id, name) VALUES (30, 1, 'vip'), (31, 1, 'beta');
+         INSERT INTO tags (id, account_id, name)
+             VALUES (30, 1, 'vip'), (31, 1, 'beta'), (32, 1, 'Клиент'), (33, 1, 'клиент');
          INSERT INTO contacts (id, account_id, email, email_status, email_availability,
                                email_add_time, phone, phone_status, phone_availability,
                                phone_add_time)
@@ -23,7 +24,8 @@ fn schema_1_database(db: &std::path::Path) {
          INSERT INTO memberships (contact_id, channel, list_id, state, subscribed_at)
              VALUES (1, 0, 10, 0, 1700000001), (1, 0, 11, 1, 1700000002),
                     (1, 1, 10, 0, 1700000003), (2, 0, 11, 2, 1700000004);
-         INSERT INTO contact_tags (contact_id, tag_id) VALUES (1, 31), (1, 30), (2, 30);
+         INSERT INTO contact_tags (contact_id, tag_id)
+             VALUES (1, 31), (1, 30), (1, 32), (2, 30), (2, 33);
          INSERT INTO field_values (contact_id, field_id, value)
              VALUES (1, 21, '42'), (1, 20, 'Paris'), (2, 20, 'Oslo');
          INSERT INTO contact_blocks (account_id, block, contacts) VALUES (1, 0, 2);"
@@ -71,11 +73,22 @@ fn a_schema_1_database_is_upgraded_and_keeps_every_contact_whole() {
                 "",
                 "+15550000001",
                 "10",
-                "beta,vip",
+                "beta,vip,Клиент",
                 "Paris",
                 "42"
             ],
-            ["b@example.com", "", "", "", "11", "", "", "vip", "Oslo", ""]
+            [
+                "b@example.com",
+                "",
+                "",
+                "",
+                "11",
+                "",
+                "",
+                "vip,Клиент",
+                "Oslo",
+                ""
+            ]
         ])
     );
     // Filters by list and tag, and the counts, read the packed parts.
@@ -92,6 +105,16 @@ fn a_schema_1_database_is_upgraded_and_keeps_every_contact_whole() {
         tagged["data"],
         json!([["a@example.com"], ["b@example.com"]])
     );
+    // Names equal but for non-ASCII case, two tags in schema 1, became one, the oldest.
+    assert_eq!(
+        server.ok("getTags", &[]),
+        json!([{"id": 30, "name": "vip"}, {"id": 31, "name": "beta"}, {"id": 32, "name": "Клиент"}])
+    );
+    let both = server.ok(
+        "exportContacts",
+        &[("field_names", "email"), ("tag", "КЛИЕНТ")],
+    );
+    assert_eq!(both["data"], json!([["a@example.com"], ["b@example.com"]]));
     let count = server.ok("getContactCount", &[("list_id", "11")]);
     assert_eq!(
         count["count"], 1,
@@ -106,6 +129,9 @@ fn a_schema_1_database_is_upgraded_and_keeps_every_contact_whole() {
     let tags = server.ok("exportContacts", &[("field_names", "email,tags")]);
     assert_eq!(
         tags["data"],
-        json!([["a@example.com", "beta"], ["b@example.com", ""]])
+        json!([
+            ["a@example.com", "beta,Клиент"],
+            ["b@example.com", "Клиент"]
+        ])
     );
 }
