@@ -120,6 +120,8 @@ fn main() {
         limits: Limits::default(),
         writer: unisender_local::store::writer::WriterOptions::default(),
         max_pages: None,
+        public_url: None,
+        exports: Default::default(),
     })
     .expect("the server starts");
     let mut client = Client::new(server.address());

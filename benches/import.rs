@@ -100,6 +100,8 @@ impl Bench {
                 ..WriterOptions::default()
             },
             max_pages: None,
+            public_url: None,
+            exports: Default::default(),
         })
         .expect("the server starts");
         let mut client = Client::new(server.address());
@@ -570,6 +572,8 @@ fn main() {
         limits: Limits::default(),
         writer: WriterOptions::default(),
         max_pages: None,
+        public_url: None,
+        exports: Default::default(),
     })
     .expect("the large database reopens");
     let large = Bench {

@@ -8,6 +8,34 @@ use std::sync::Arc;
 pub struct App {
     pub store: Arc<Store>,
     pub exporter: Exporter,
-    /// The listening address, for URLs when a request names no Host.
+    /// The listening address.
     pub address: SocketAddr,
+    /// `http://host:port` that URLs in answers start with (export files): `--public-url`, or
+    /// the listening address. Never the request's Host header, which a client chooses.
+    pub public_url: String,
+}
+
+impl App {
+    /// The parts of a server around an open store: its export workers (files in
+    /// `exports_dir`), and the addresses it is reached at.
+    pub fn new(
+        store: Arc<Store>,
+        exports_dir: std::path::PathBuf,
+        address: SocketAddr,
+        public_url: String,
+        export_limits: crate::exports::ExportLimits,
+    ) -> App {
+        let exporter = Exporter::start(
+            store.clone(),
+            exports_dir,
+            public_url.clone(),
+            export_limits,
+        );
+        App {
+            store,
+            exporter,
+            address,
+            public_url,
+        }
+    }
 }

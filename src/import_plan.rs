@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 pub const MAX_ROWS: usize = 500;
 pub const MAX_FIELD_COLUMNS: usize = 50;
-pub const MAX_CELL_BYTES: usize = 64 * 1024;
+pub use crate::model::MAX_CELL_BYTES;
 /// Below this many rows, validating on the calling thread beats handing the rows to rayon.
 pub const PARALLEL_THRESHOLD: usize = 256;
 

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use unisender_local::exports::ExportLimits;
 use unisender_local::http::wire::Limits;
 use unisender_local::server::{ServeConfig, Server, mask_key};
 use unisender_local::store::Store;
@@ -74,8 +75,18 @@ struct ServeArgs {
     read_timeout: u64,
     /// Cap the database at this many pages of 4 KiB, as if the disk were that small (to test
     /// how clients cope with a full disk).
-    #[arg(long, value_name = "PAGES")]
+    #[arg(long, value_name = "PAGES", env = "UNISENDER_LOCAL_MAX_PAGES")]
     max_pages: Option<u64>,
+    /// The address clients reach this server at, for URLs in answers (export files), e.g.
+    /// http://contacts.test:8080; by default the listening address. The Host header of a
+    /// request is never used: a client could point another client's download anywhere.
+    #[arg(long, value_name = "URL", env = "UNISENDER_LOCAL_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The most the async export files (DB.exports/) may take on disk, in MiB; when a new file
+    /// needs room, the account keeping the most loses its oldest file first.
+    #[arg(long, value_name = "MIB", env = "UNISENDER_LOCAL_EXPORTS_QUOTA_MB", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    exports_quota_mb: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -151,6 +162,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         },
         writer: unisender_local::store::writer::WriterOptions::default(),
         max_pages: args.max_pages,
+        public_url: args.public_url,
+        exports: ExportLimits {
+            quota_bytes: args.exports_quota_mb * 1024 * 1024,
+            ..ExportLimits::default()
+        },
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
     // Installed before the listening line: whoever reads that line may signal at once.

@@ -25,7 +25,9 @@ impl Email {
         }
         let local_len = local.chars().count();
         if !(1..=64).contains(&local_len)
-            || local.chars().any(|c| c.is_whitespace() || c.is_control())
+            || local
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || is_invisible_format(c))
         {
             return None;
         }
@@ -58,6 +60,36 @@ impl Email {
         let local = self.0.split('@').next().unwrap_or_default();
         ROLES.contains(&local)
     }
+}
+
+/// Unicode format characters (category Cf): bidirectional overrides such as U+202E, zero-width
+/// spaces and joiners, the soft hyphen, tags. Invisible on screen, they make an address read
+/// as another one.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 fn valid_domain_label(label: &str) -> bool {
@@ -217,8 +249,18 @@ impl Timestamp {
         Timestamp(OffsetDateTime::now_utc().unix_timestamp())
     }
 
-    /// Reads `YYYY-MM-DD hh:mm:ss`, `YYYY-MM-DD hh:mm`, `YYYY-MM-DD` or RFC 3339 (§4).
+    /// The first and last moments written as `YYYY-MM-DD hh:mm:ss`: years 1 to 9999, UTC.
+    const EARLIEST: i64 = -62_135_596_800;
+    const LATEST: i64 = 253_402_300_799;
+
+    /// Reads `YYYY-MM-DD hh:mm:ss`, `YYYY-MM-DD hh:mm`, `YYYY-MM-DD` or RFC 3339 (§4). A moment
+    /// outside years 1 to 9999 once in UTC (`9999-12-31T23:59:59-23:59`) is refused: it could
+    /// not be written back.
     pub fn parse(raw: &str) -> Option<Timestamp> {
+        Self::parse_any(raw).filter(|moment| (Self::EARLIEST..=Self::LATEST).contains(&moment.0))
+    }
+
+    fn parse_any(raw: &str) -> Option<Timestamp> {
         let text = raw.trim();
         if let Some(moment) = Self::parse_seconds_form(text) {
             return Some(moment);
@@ -303,11 +345,18 @@ pub fn parse_flag(raw: &str) -> Option<bool> {
 }
 
 /// Trims, drops empty names and merges names equal but for case, keeping the first spelling.
+/// Stops at the first name past `MAX_TAGS_PER_CONTACT`: that one is enough to refuse the cell,
+/// and a 64 KiB cell of tiny names then costs what eleven names cost, not a comparison of
+/// every name with every other.
 pub fn normalise_tags(cell: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     let mut names: Vec<String> = Vec::new();
     for name in comma_items(cell) {
-        if !names.iter().any(|seen| same_ignoring_case(seen, name)) {
+        if seen.insert(case_key(name)) {
             names.push(name.to_string());
+            if names.len() > MAX_TAGS_PER_CONTACT {
+                break;
+            }
         }
     }
     names
@@ -328,6 +377,10 @@ pub fn same_ignoring_case(a: &str, b: &str) -> bool {
 
 /// The most tags one contact may carry (§8).
 pub const MAX_TAGS_PER_CONTACT: usize = 10;
+
+/// The most bytes one value may have, in every method (§8, "one cell"): a longer one could be
+/// stored but not exported and imported back.
+pub const MAX_CELL_BYTES: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -367,6 +420,8 @@ mod tests {
         );
         check_email(&format!("a@{}.com", "b".repeat(250)), None);
         check_email("a\u{1}@b.c", None);
+        check_email("gnp\u{202E}moc.evil@b.c", None);
+        check_email("a\u{200B}b@b.c", None);
     }
 
     fn check_phone(input: &str, expected: Option<&str>) {
@@ -411,6 +466,10 @@ mod tests {
         check_time("2024-02-29 23:59:59", Some("2024-02-29 23:59:59"));
         check_time(" 1999-01-01 00:00:00 ", Some("1999-01-01 00:00:00"));
         check_time("yesterday", None);
+        check_time("9999-12-31T23:59:59-23:59", None);
+        check_time("9999-12-31 23:59:59", Some("9999-12-31 23:59:59"));
+        check_time("0001-01-01T00:00:00+01:00", None);
+        check_time("0001-01-01 00:00:00", Some("0001-01-01 00:00:00"));
         check_time("", None);
     }
 
@@ -420,6 +479,9 @@ mod tests {
         assert_eq!(parse_flag(""), Some(false));
         assert_eq!(parse_flag("yes"), None);
         assert_eq!(normalise_tags(" a, ,B,b ,c"), vec!["a", "B", "c"]);
+        let many: Vec<String> = (0..20_000).map(|n| format!("t{n}")).collect();
+        assert_eq!(normalise_tags(&many.join(",")), many[..11].to_vec());
+        assert_eq!(normalise_tags(&"x,X,".repeat(10_000)), vec!["x"]);
         assert!(same_ignoring_case("Тег", "тЕГ"));
         assert!(!same_ignoring_case("tag", "tags"));
         assert!(Email::parse("NoReply@x.io").unwrap().is_role_address());

@@ -1,9 +1,17 @@
 //! PHP-style bracket parameters (`data[0][1]=x`, `field_names[]=email`, `fields[email]=a@b.c`)
-//! decoded into a small tree (spec §1.2). Pure: bytes in, tree or error out.
+//! decoded into a small tree (spec §1.2). Pure: bytes in, tree or error out. Bounded: depth,
+//! parameter and node counts are capped, and keys in any order cost O(n log n).
 
-/// Bracket nesting deeper than this is refused: no method needs more than two levels, and a
-/// limit keeps a hostile key of thousands of brackets from costing anything.
-pub const MAX_DEPTH: usize = 16;
+use std::collections::BTreeMap;
+
+/// Bracket nesting deeper than this is refused: no method needs more than two levels
+/// (`data[row][column]`), and every level is a node a hostile key could multiply.
+pub const MAX_DEPTH: usize = 2;
+
+/// Parameters in one request, and nodes of their tree, beyond which it is refused (413). A
+/// full importContacts call is 500 rows of at most about 75 columns: under 40,000 values.
+pub const MAX_PARAMS: usize = 100_000;
+pub const MAX_NODES: usize = 2 * MAX_PARAMS;
 
 /// A key inside a bracket array. Numeric keys sort numerically and before names, so that
 /// `data[10]` comes after `data[2]` whatever order the client sent them in.
@@ -46,79 +54,181 @@ pub enum Param {
     Array(ParamArray),
 }
 
-/// The entries of a bracket array, ordered by key. A sorted vector, not a map: clients send
-/// `data[0][0]`, `data[0][1]`, ... in order, so nearly every entry lands at the end or on the
-/// last entry, found without a search (form decoding was three quarters of an import call's
-/// time outside the writer while it used `BTreeMap`s).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParamArray(Vec<(Key, Param)>);
+/// The entries of a bracket array, ordered by key.
+#[derive(Clone, Debug, Eq)]
+pub struct ParamArray(Entries);
+
+#[derive(Clone, Debug, Eq, PartialEq)]
+enum Entries {
+    /// A sorted vector while keys arrive in order, as clients nearly always send them
+    /// (`data[0][0]`, `data[0][1]`, ...): every entry lands at the end or on the last entry,
+    /// found without a search (form decoding was three quarters of an import call's time outside
+    /// the writer while it used trees).
+    InOrder(Vec<(Key, Param)>),
+    /// A tree from the first key that arrives out of order, so that any order costs
+    /// O(n log n): inserting into the middle of a vector made descending keys quadratic.
+    Tree(BTreeMap<Key, Param>),
+}
+
+impl Default for ParamArray {
+    fn default() -> ParamArray {
+        ParamArray(Entries::InOrder(Vec::new()))
+    }
+}
+
+impl PartialEq for ParamArray {
+    fn eq(&self, other: &ParamArray) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
 
 impl ParamArray {
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Entries::InOrder(entries) => entries.len(),
+            Entries::Tree(entries) => entries.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     pub fn get(&self, key: &Key) -> Option<&Param> {
-        self.search(key).ok().map(|at| &self.0[at].1)
+        match &self.0 {
+            Entries::InOrder(entries) => entries
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .map(|at| &entries[at].1),
+            Entries::Tree(entries) => entries.get(key),
+        }
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Key, &Param)> {
-        self.0.iter().map(|(key, param)| (key, param))
+    pub fn iter(&self) -> Iter<'_> {
+        match &self.0 {
+            Entries::InOrder(entries) => Iter::InOrder(entries.iter()),
+            Entries::Tree(entries) => Iter::Tree(entries.iter()),
+        }
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &Param> {
-        self.0.iter().map(|(_, param)| param)
+        self.iter().map(|(_, param)| param)
     }
 
-    /// The entry at `key`, created empty (an empty value) when missing.
-    fn entry(&mut self, key: Key) -> &mut Param {
-        let at = match self.0.last() {
-            None => Err(0),
-            Some((last, _)) if *last < key => Err(self.0.len()),
-            Some((last, _)) if *last == key => Ok(self.0.len() - 1),
-            Some(_) => self.search(&key),
-        };
-        let at = match at {
-            Ok(at) => at,
-            Err(at) => {
-                self.0.insert(at, (key, Param::Value(String::new())));
-                at
+    /// The entry at `key`, created empty (an empty value) when missing; true when created.
+    fn entry(&mut self, key: Key) -> (&mut Param, bool) {
+        /// Where an in-order vector has the key, or whether it can be appended.
+        enum Place {
+            At(usize),
+            End,
+            OutOfOrder,
+        }
+        if let Entries::InOrder(entries) = &self.0 {
+            let place = match entries.last() {
+                None => Place::End,
+                Some((last, _)) if *last < key => Place::End,
+                Some((last, _)) if *last == key => Place::At(entries.len() - 1),
+                Some(_) => match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    Ok(at) => Place::At(at),
+                    Err(_) => Place::OutOfOrder,
+                },
+            };
+            match place {
+                Place::OutOfOrder => {
+                    // A new key before the last one: from now on, a tree.
+                    let Entries::InOrder(entries) =
+                        std::mem::replace(&mut self.0, Entries::Tree(BTreeMap::new()))
+                    else {
+                        unreachable!("matched as in order just above")
+                    };
+                    self.0 = Entries::Tree(entries.into_iter().collect());
+                }
+                Place::At(at) => {
+                    let Entries::InOrder(entries) = &mut self.0 else {
+                        unreachable!("matched as in order just above")
+                    };
+                    return (&mut entries[at].1, false);
+                }
+                Place::End => {
+                    let Entries::InOrder(entries) = &mut self.0 else {
+                        unreachable!("matched as in order just above")
+                    };
+                    entries.push((key, Param::Value(String::new())));
+                    let last = entries.last_mut().expect("just pushed");
+                    return (&mut last.1, true);
+                }
             }
+        }
+        let Entries::Tree(entries) = &mut self.0 else {
+            unreachable!("an array out of order was made a tree just above")
         };
-        &mut self.0[at].1
+        let created = !entries.contains_key(&key);
+        (
+            entries.entry(key).or_insert(Param::Value(String::new())),
+            created,
+        )
     }
 
-    fn search(&self, key: &Key) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.cmp(key))
-    }
-
-    /// The index after the highest numeric key (what `name[]` appends at, as in PHP).
+    /// The index after the highest numeric key (what `name[]` appends at, as in PHP). Numeric
+    /// keys sort before names, so it is found by a search, not a walk past every name.
     fn next_index(&self) -> u64 {
-        self.0
-            .iter()
-            .rev()
-            .find_map(|(key, _)| match key {
-                Key::Index(index) => Some(index.saturating_add(1)),
-                Key::Name(_) => None,
-            })
-            .unwrap_or(0)
+        let highest = match &self.0 {
+            Entries::InOrder(entries) => {
+                let indexes = entries.partition_point(|(key, _)| matches!(key, Key::Index(_)));
+                indexes.checked_sub(1).map(|at| &entries[at].0)
+            }
+            Entries::Tree(entries) => entries
+                .range(..Key::Name(String::new()))
+                .next_back()
+                .map(|(key, _)| key),
+        };
+        match highest {
+            Some(Key::Index(index)) => index.saturating_add(1),
+            _ => 0,
+        }
+    }
+}
+
+/// The entries of a `ParamArray` in key order.
+pub enum Iter<'a> {
+    InOrder(std::slice::Iter<'a, (Key, Param)>),
+    Tree(std::collections::btree_map::Iter<'a, Key, Param>),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a Key, &'a Param);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::InOrder(entries) => entries.next().map(|(key, param)| (key, param)),
+            Iter::Tree(entries) => entries.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::InOrder(entries) => entries.size_hint(),
+            Iter::Tree(entries) => entries.size_hint(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::InOrder(entries) => entries.next_back().map(|(key, param)| (key, param)),
+            Iter::Tree(entries) => entries.next_back(),
+        }
     }
 }
 
 impl<'a> IntoIterator for &'a ParamArray {
     type Item = (&'a Key, &'a Param);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (Key, Param)>,
-        fn(&'a (Key, Param)) -> (&'a Key, &'a Param),
-    >;
+    type IntoIter = Iter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(key, param)| (key, param))
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
     }
 }
 
@@ -127,7 +237,7 @@ impl FromIterator<(Key, Param)> for ParamArray {
     fn from_iter<I: IntoIterator<Item = (Key, Param)>>(entries: I) -> ParamArray {
         let mut array = ParamArray::default();
         for (key, param) in entries {
-            *array.entry(key) = param;
+            *array.entry(key).0 = param;
         }
         array
     }
@@ -155,6 +265,8 @@ impl Param {
 pub enum ParamError {
     NotUtf8,
     TooDeep(String),
+    /// More than `MAX_PARAMS` parameters or `MAX_NODES` nodes.
+    TooMany,
 }
 
 impl std::fmt::Display for ParamError {
@@ -167,15 +279,30 @@ impl std::fmt::Display for ParamError {
                     "parameter \"{name}\" is nested more than {MAX_DEPTH} levels deep"
                 )
             }
+            ParamError::TooMany => write!(
+                f,
+                "more than {MAX_PARAMS} parameters (or {MAX_NODES} array entries) in one request"
+            ),
         }
     }
 }
 
 /// All parameters of a request, by top-level name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Params {
-    entries: std::collections::BTreeMap<String, Param>,
+    entries: BTreeMap<String, Param>,
+    /// Parameters inserted and tree nodes made so far, held to `MAX_PARAMS` and `MAX_NODES`.
+    inserted: usize,
+    nodes: usize,
 }
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Params {}
 
 impl Params {
     /// Decodes an `application/x-www-form-urlencoded` string (also a query string).
@@ -206,6 +333,10 @@ impl Params {
     /// Adds one `key=value` pair, the key in bracket notation. A later pair replaces an earlier
     /// one at the same place, as in PHP.
     pub fn insert(&mut self, key: &str, value: String) -> Result<(), ParamError> {
+        self.inserted += 1;
+        if self.inserted > MAX_PARAMS {
+            return Err(ParamError::TooMany);
+        }
         let (name, path) = split_key(key);
         if name.is_empty() {
             return Ok(());
@@ -226,13 +357,18 @@ impl Params {
                 .entry(name.to_string())
                 .or_insert(Param::Array(ParamArray::default())),
         };
-        insert_path(root, path, value);
+        self.nodes += insert_path(root, path, value);
+        if self.nodes > MAX_NODES {
+            return Err(ParamError::TooMany);
+        }
         Ok(())
     }
 
     /// Merges `other` over `self`: a top-level name present in `other` replaces the one here.
     pub fn overlay(&mut self, other: Params) {
         self.entries.extend(other.entries);
+        self.inserted += other.inserted;
+        self.nodes += other.nodes;
     }
 
     pub fn get(&self, name: &str) -> Option<&Param> {
@@ -245,7 +381,8 @@ impl Params {
     }
 }
 
-fn insert_path(node: &mut Param, path: &[&str], value: String) {
+/// Places `value` at `path` under `node`; returns how many nodes it made.
+fn insert_path(node: &mut Param, path: &[&str], value: String) -> usize {
     if !matches!(node, Param::Array(_)) {
         *node = Param::Array(ParamArray::default());
     }
@@ -258,12 +395,21 @@ fn insert_path(node: &mut Param, path: &[&str], value: String) {
     } else {
         Key::from_segment(path[0])
     };
-    let slot = entries.entry(key);
+    let (slot, created) = entries.entry(key);
+    let made = usize::from(created);
     if path.len() == 1 {
         *slot = Param::Value(value);
+        made
     } else {
-        insert_path(slot, &path[1..], value);
+        made + insert_path(slot, &path[1..], value)
     }
+}
+
+/// The top-level name a key puts its value under, and whether it makes that name an array
+/// (as `Params::insert` reads it).
+pub fn key_target(key: &str) -> (&str, bool) {
+    let (name, path) = split_key(key);
+    (name, path.len > 0)
 }
 
 /// The bracket segments of a key, without allocating: one more than `MAX_DEPTH` is kept so
@@ -306,7 +452,7 @@ fn split_key(key: &str) -> (&str, Segments<'_>) {
 
 /// Percent-decodes form bytes (`+` is a space). A `%` not followed by two hex digits stays as
 /// it is; the result must be UTF-8.
-fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
+pub fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
     let mut out = Vec::with_capacity(input.len());
     percent_decode_into(input, &mut out);
     String::from_utf8(out).map_err(|_| ParamError::NotUtf8)
@@ -314,7 +460,7 @@ fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
 
 /// `percent_decode` into `out`, without the UTF-8 check. A plain byte loop: form keys and
 /// values are short, and a vectorised search per escape cost more than it saved.
-fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
+pub fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
     let mut i = 0;
     while i < input.len() {

@@ -3,9 +3,10 @@
 
 use crate::app::App;
 use crate::error::Error;
-use crate::exports::{Exporter, export_dir};
+use crate::exports::{ExportLimits, export_dir};
+use crate::http::listen;
 use crate::http::routes;
-use crate::http::wire::{self, Limits};
+use crate::http::wire::Limits;
 use crate::store::Store;
 use crate::store::db::{AccountRecord, Durability, OpenError};
 use crate::store::writer::{Command, UpsertedAccount, WriterOptions};
@@ -28,6 +29,11 @@ pub struct ServeConfig {
     pub writer: WriterOptions,
     /// A cap on the database's pages, standing in for a small disk.
     pub max_pages: Option<u64>,
+    /// Where clients reach the server (`http://host:port`), for URLs in answers; by default
+    /// the listening address.
+    pub public_url: Option<String>,
+    /// What async exports may hold: the directory's quota, each account's share.
+    pub exports: ExportLimits,
 }
 
 /// Why the server could not start; said in one line.
@@ -89,22 +95,29 @@ impl Server {
         let address = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the listening address: {e}")))?;
-        let exporter = Exporter::start(store.clone(), export_dir(&config.db));
-        let app = Arc::new(App {
+        let public_url = public_url(config.public_url.as_deref(), address)?;
+        let app = Arc::new(App::new(
             store,
-            exporter,
+            export_dir(&config.db),
             address,
-        });
+            public_url,
+            config.exports,
+        ));
         let stopping = Arc::new(AtomicBool::new(false));
-        let limits = config.limits;
+        let mut limits = config.limits;
+        limits.max_connections =
+            listen::connections_within_descriptor_limit(limits.max_connections);
+        limits.max_connections_per_peer = limits
+            .max_connections_per_peer
+            .clamp(1, limits.max_connections);
         let handler_app = app.clone();
-        let handler =
-            Arc::new(move |request| routes::handle(&handler_app, limits.max_body, request));
+        let max_body = limits.max_body;
+        let handler = Arc::new(move |request| routes::handle(&handler_app, max_body, request));
         let refusal = Arc::new(routes::refusal);
         let accept_stopping = stopping.clone();
         let accept_thread = std::thread::Builder::new()
             .name("accept".into())
-            .spawn(move || wire::serve(listener, handler, refusal, limits, accept_stopping))
+            .spawn(move || listen::serve(listener, handler, refusal, limits, accept_stopping))
             .map_err(|e| StartError(format!("cannot start the accept thread: {e}")))?;
         Ok(Server {
             app,
@@ -125,16 +138,9 @@ impl Server {
     }
 
     pub fn stopper(&self) -> Stopper {
-        let mut wake = self.address;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
         Stopper {
             stopping: self.stopping.clone(),
-            wake,
+            wake: reachable(self.address),
         }
     }
 
@@ -144,6 +150,39 @@ impl Server {
         let _ = self.accept_thread.join();
         self.app.store.close();
     }
+}
+
+/// `--public-url` checked, without a trailing slash; or the listening address, a wildcard
+/// address replaced by loopback.
+fn public_url(given: Option<&str>, address: SocketAddr) -> Result<String, StartError> {
+    match given {
+        Some(url) => {
+            let url = url.trim_end_matches('/');
+            let host = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            match host {
+                Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+                    Ok(url.to_string())
+                }
+                _ => Err(StartError(format!(
+                    "--public-url must be http://HOST[:PORT] or https://HOST[:PORT], not \"{url}\""
+                ))),
+            }
+        }
+        None => Ok(format!("http://{}", reachable(address))),
+    }
+}
+
+/// The listening address as this machine reaches it: a wildcard address becomes loopback.
+fn reachable(mut address: SocketAddr) -> SocketAddr {
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    address
 }
 
 /// Applies `--account` pairs; with no account at all, makes one and returns it to be shown.

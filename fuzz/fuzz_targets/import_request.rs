@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use unisender_local::app::App;
-use unisender_local::exports::{Exporter, export_dir};
+use unisender_local::exports::export_dir;
 use unisender_local::http::routes;
 use unisender_local::http::wire::{Body, HttpRequest};
 use unisender_local::store::Store;
@@ -42,12 +42,13 @@ fn app() -> &'static App {
                 .writer()
                 .submit(|reply| Command::CreateList(list, reply));
         }
-        let exporter = Exporter::start(store.clone(), export_dir(&db));
-        let app = App {
+                let app = App::new(
             store,
-            exporter,
-            address: SocketAddr::from(([127, 0, 0, 1], 1)),
-        };
+            export_dir(&db),
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            "http://127.0.0.1:1".into(),
+            Default::default(),
+        );
         (app, dir)
     })
     .0
@@ -73,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
             "application/x-www-form-urlencoded".into(),
         )],
         body,
+        memory: Default::default(),
     };
     let answer = routes::handle(app, 32 * 1024 * 1024, request);
     assert!(

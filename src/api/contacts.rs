@@ -24,7 +24,13 @@ pub fn subscribe(call: &Call) -> Result<Answer> {
         .ok_or_else(|| {
             Error::invalid_arg("fields must be given as fields[email], fields[phone], ...")
         })?;
-    let user_fields = call.store.read(|conn| db::field_names(conn, account_id))?;
+    // By lower-cased name, looked up once per given field (a request may name thousands).
+    let user_fields: std::collections::HashMap<String, i64> = call
+        .store
+        .read(|conn| db::field_names(conn, account_id))?
+        .into_iter()
+        .map(|field| (field.name.to_lowercase(), field.id))
+        .collect();
     let (mut email, mut phone, mut fields) = (None, None, Vec::new());
     for (key, value) in given {
         let Key::Name(name) = key else {
@@ -35,6 +41,7 @@ pub fn subscribe(call: &Call) -> Result<Answer> {
         let value = value
             .as_value()
             .ok_or_else(|| Error::invalid_arg(format!("fields[{name}] must be a value")))?;
+        let value = super::within_cell_limit(&format!("fields[{name}]"), value)?;
         match name.to_lowercase().as_str() {
             "email" if !value.trim().is_empty() => {
                 email =
@@ -50,13 +57,10 @@ pub fn subscribe(call: &Call) -> Result<Answer> {
             }
             "email" | "phone" => {}
             lower => {
-                let field = user_fields
-                    .iter()
-                    .find(|f| f.name.to_lowercase() == lower)
-                    .ok_or_else(|| {
-                        Error::invalid_arg(format!("fields[{name}]: no such user field"))
-                    })?;
-                fields.push((field.id, value.to_string()));
+                let field_id = user_fields.get(lower).ok_or_else(|| {
+                    Error::invalid_arg(format!("fields[{name}]: no such user field"))
+                })?;
+                fields.push((*field_id, value.to_string()));
             }
         }
     }

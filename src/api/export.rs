@@ -41,6 +41,7 @@ pub fn export_contacts(call: &Call) -> Result<Answer> {
 
 pub fn start_export(call: &Call) -> Result<Answer> {
     let query = export_query(call)?;
+    call.app.exporter.admit(call.store, call.account.id)?;
     let notify_url = match call.optional("notify_url")? {
         Some(url) if !url.is_empty() => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -65,7 +66,7 @@ pub fn start_export(call: &Call) -> Result<Answer> {
     call.store
         .writer()
         .submit(|reply| Command::CreateExportTask { task, reply })?;
-    call.app.exporter.enqueue(uuid.clone());
+    call.app.exporter.enqueue(call.account.id, uuid.clone());
     Ok(Answer::new(json!({"task_uuid": uuid, "status": "new"})))
 }
 
@@ -76,7 +77,7 @@ pub fn task_result(call: &Call) -> Result<Answer> {
         .read(|conn| db::export_task(conn, uuid))?
         .filter(|task| task.account_id == call.account.id)
         .ok_or_else(|| Error::invalid_arg(format!("task_uuid: no task \"{uuid}\"")))?;
-    Ok(Answer::new(task_answer(&task)))
+    Ok(Answer::new(task_answer(&task, call.base_url)))
 }
 
 /// The columns and filters of an export call, checked against the account.

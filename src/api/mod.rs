@@ -10,6 +10,7 @@ mod tags;
 
 use crate::app::App;
 use crate::error::{Error, ErrorCode, Result};
+use crate::model::MAX_CELL_BYTES;
 use crate::params::Params;
 use crate::store::Store;
 use crate::store::db::{self, Account};
@@ -38,7 +39,7 @@ impl Answer {
 }
 
 /// What a method sees: the server's parts, the account whose key the call carries, its
-/// parameters, and the scheme and host it was addressed to (for URLs in answers).
+/// parameters, and the server's public address (for URLs in answers).
 pub struct Call<'a> {
     pub app: &'a App,
     pub store: &'a Store,
@@ -47,9 +48,11 @@ pub struct Call<'a> {
     pub base_url: &'a str,
 }
 
-type Method = fn(&Call) -> Result<Answer>;
+/// A method of the API: its call in, its answer out.
+pub type Method = fn(&Call) -> Result<Answer>;
 
-fn find_method(name: &str) -> Option<Method> {
+/// The method named as in the path (`async/` included).
+pub fn method(name: &str) -> Option<Method> {
     Some(match name {
         "importContacts" => import::import_contacts,
         "getLists" => lists::get_lists,
@@ -77,27 +80,21 @@ fn find_method(name: &str) -> Option<Method> {
     })
 }
 
-/// Runs `method` (its name as in the path, `async/` included) for the key in `params`.
-pub fn call(app: &App, base_url: &str, method: &str, params: &Params) -> Result<Answer> {
-    let store = &*app.store;
-    let Some(run) = find_method(method) else {
-        return Err(Error::api(
-            ErrorCode::UnknownMethod,
-            format!("unknown method \"{method}\""),
-        ));
-    };
-    let account = authenticate(store, params)?;
-    run(&Call {
+/// Runs `method` for `account` (whose key the call carried).
+pub fn call(app: &App, method: Method, account: Account, params: &Params) -> Result<Answer> {
+    method(&Call {
         app,
-        store,
+        store: &app.store,
         account,
         params,
-        base_url,
+        base_url: &app.public_url,
     })
 }
 
-fn authenticate(store: &Store, params: &Params) -> Result<Account> {
-    let key = params.value("api_key").map(str::trim).unwrap_or_default();
+/// The account whose key this is. The key is compared exactly as sent: `" key\t"` is not
+/// `"key"`.
+pub fn authenticate(store: &Store, key: Option<&str>) -> Result<Account> {
+    let key = key.unwrap_or_default();
     if key.is_empty() {
         return Err(Error::api(ErrorCode::InvalidApiKey, "api_key is missing"));
     }
@@ -115,13 +112,10 @@ pub fn health(store: &Store) -> Result<()> {
 impl Call<'_> {
     /// A required plain parameter, trimmed; `invalid_arg` naming it when missing or empty.
     pub fn required(&self, name: &str) -> Result<&str> {
-        match self.params.get(name) {
+        match self.optional(name)? {
             None => Err(Error::invalid_arg(format!("{name} is missing"))),
-            Some(param) => match param.as_value().map(str::trim) {
-                Some("") => Err(Error::invalid_arg(format!("{name} is empty"))),
-                Some(value) => Ok(value),
-                None => Err(Error::invalid_arg(format!("{name} must be a single value"))),
-            },
+            Some("") => Err(Error::invalid_arg(format!("{name} is empty"))),
+            Some(value) => Ok(value),
         }
     }
 
@@ -159,14 +153,31 @@ impl Call<'_> {
         }
     }
 
-    /// An optional plain parameter, trimmed; an array in its place is `invalid_arg`.
+    /// An optional plain parameter, trimmed; an array in its place, or a value over the
+    /// one-cell limit, is `invalid_arg`.
     pub fn optional(&self, name: &str) -> Result<Option<&str>> {
         match self.params.get(name) {
             None => Ok(None),
-            Some(param) => param
-                .as_value()
-                .map(|v| Some(v.trim()))
-                .ok_or_else(|| Error::invalid_arg(format!("{name} must be a single value"))),
+            Some(param) => {
+                let value = param
+                    .as_value()
+                    .ok_or_else(|| Error::invalid_arg(format!("{name} must be a single value")))?;
+                within_cell_limit(name, value).map(|v| Some(v.trim()))
+            }
         }
     }
 }
+
+/// `value` if it fits in one cell (§8: 64 KiB), the same limit importContacts holds its cells to;
+/// `invalid_arg` naming the parameter otherwise.
+pub fn within_cell_limit<'v>(name: &str, value: &'v str) -> Result<&'v str> {
+    if value.len() > MAX_CELL_BYTES {
+        return Err(Error::invalid_arg(format!(
+            "{name} is longer than {} KiB",
+            MAX_CELL_BYTES / 1024
+        )));
+    }
+    Ok(value)
+}
+
+impl Call<'_> {}

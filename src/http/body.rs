@@ -1,128 +1,351 @@
 //! A request's parameters from its query string and body (spec §1.2): gzip and bzip2 bodies,
 //! urlencoded and multipart forms, the body winning over the query.
+//!
+//! In two steps, so that a request without a valid key costs little: `Form::read` finds the
+//! form (decompressing the body, within the size and memory limits), `Form::plain_value` finds
+//! `api_key` by scanning the raw pairs, and only then `Form::decode` builds the parameter tree.
 
+use crate::http::memory::{OverBudget, Reservation};
 use crate::http::wire::HttpRequest;
-use crate::params::{ParamError, Params};
+use crate::params::{
+    MAX_PARAMS, ParamError, Params, key_target, percent_decode, percent_decode_into,
+};
 use std::borrow::Cow;
 use std::io::Read;
+
+/// What decoding one parameter costs beyond its bytes, at most (two tree nodes), used to hold
+/// the memory budget for a form before decoding it.
+const BYTES_PER_PARAM: usize = 2 * 96;
 
 /// Why a request's parameters could not be read.
 #[derive(Debug)]
 pub enum BodyError {
-    /// The body, once decompressed, is larger than allowed (HTTP 413).
-    TooLarge,
+    /// The body, once decompressed, is larger than allowed, or has too many parameters (413).
+    TooLarge(String),
+    /// The server holds too many request bytes already (503 `retry_later`).
+    OverBudget,
     /// A malformed body or parameter; the text says what (`invalid_arg`).
     Invalid(String),
 }
 
 impl From<ParamError> for BodyError {
     fn from(error: ParamError) -> BodyError {
-        BodyError::Invalid(error.to_string())
+        match error {
+            ParamError::TooMany => BodyError::TooLarge(error.to_string()),
+            other => BodyError::Invalid(other.to_string()),
+        }
     }
 }
 
-/// Reads every parameter of the request; `max_body` bounds decompressed bodies too.
-pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, BodyError> {
-    let query = request.target.split_once('?').map_or("", |(_, q)| q);
-    let mut params = Params::from_urlencoded(query.as_bytes())?;
-    if request.body.is_empty() {
-        return Ok(params);
+impl From<OverBudget> for BodyError {
+    fn from(_: OverBudget) -> BodyError {
+        BodyError::OverBudget
     }
-    // Borrowed as it came unless it has to be decompressed.
-    let mut body: Cow<[u8]> = match request.header("content-encoding").map(str::trim) {
-        None | Some("") => Cow::Borrowed(&request.body),
-        Some(coding) if coding.eq_ignore_ascii_case("identity") => Cow::Borrowed(&request.body),
-        Some(coding)
-            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") =>
-        {
-            Cow::Owned(inflate(
-                flate2::read::MultiGzDecoder::new(&request.body[..]),
-                max_body,
-                "gzip",
-            )?)
+}
+
+/// A request's form, found but not decoded: the query, and the body as a form once
+/// decompressed (or no body form at all, for a content type that carries no parameters).
+pub struct Form<'a> {
+    query: &'a [u8],
+    body: Cow<'a, [u8]>,
+    kind: BodyKind,
+}
+
+enum BodyKind {
+    None,
+    Urlencoded,
+    Multipart { boundary: String },
+}
+
+impl<'a> Form<'a> {
+    /// Finds the form of `request`; `max_body` bounds decompressed bodies too, and `memory`
+    /// (the body's part of the budget) grows to hold them.
+    pub fn read(
+        request: &'a HttpRequest,
+        max_body: usize,
+        memory: &mut Reservation,
+    ) -> Result<Form<'a>, BodyError> {
+        let query = request
+            .target
+            .split_once('?')
+            .map_or("", |(_, q)| q)
+            .as_bytes();
+        let mut form = Form {
+            query,
+            body: Cow::Borrowed(&request.body),
+            kind: BodyKind::None,
+        };
+        if request.body.is_empty() {
+            return Ok(form);
         }
-        Some(other) => {
-            return Err(BodyError::Invalid(format!(
-                "Content-Encoding \"{other}\" is not supported (gzip only)"
+        match request.header("content-encoding").map(str::trim) {
+            None | Some("") => {}
+            Some(coding) if coding.eq_ignore_ascii_case("identity") => {}
+            Some(coding)
+                if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") =>
+            {
+                form.body = Cow::Owned(inflate(
+                    flate2::bufread::GzDecoder::new(&request.body[..]),
+                    max_body,
+                    memory,
+                    "gzip",
+                )?);
+            }
+            Some(other) => {
+                return Err(BodyError::Invalid(format!(
+                    "Content-Encoding \"{other}\" is not supported (gzip only)"
+                )));
+            }
+        }
+        if plain_value(query, "request_compression").as_deref() == Some("bzip2") {
+            let compressed = std::mem::take(&mut form.body);
+            form.body = Cow::Owned(inflate(
+                bzip2::bufread::BzDecoder::new(&compressed[..]),
+                max_body,
+                memory,
+                "bzip2",
+            )?);
+        }
+        let content_type = request.header("content-type").unwrap_or_default();
+        let media_type = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        form.kind = match media_type.as_str() {
+            // No type at all is read as a form: that is what a bare `curl --data-binary` sends.
+            "application/x-www-form-urlencoded" | "" => BodyKind::Urlencoded,
+            "multipart/form-data" => BodyKind::Multipart {
+                boundary: multipart_boundary(content_type)?,
+            },
+            // Any other type (one client sends a junk JSON object) carries no parameters.
+            _ => BodyKind::None,
+        };
+        Ok(form)
+    }
+
+    /// The plain value a top-level parameter will have once decoded (the body winning over
+    /// the query), found without decoding anything else; None when absent, an array, or not
+    /// UTF-8.
+    pub fn plain_value(&self, name: &str) -> Option<String> {
+        let in_body = match &self.kind {
+            BodyKind::None => None,
+            BodyKind::Urlencoded => last_pair(urlencoded_pairs(&self.body), name, true),
+            BodyKind::Multipart { boundary } => {
+                let parts = multipart_parts(&self.body, boundary)
+                    .map_while(Result::ok)
+                    .map(|(key, value)| (Cow::Owned(key.into_bytes()), Cow::Borrowed(value)));
+                last_pair(parts, name, false)
+            }
+        };
+        match in_body {
+            Some(found) => found,
+            None => plain_value(self.query, name),
+        }
+    }
+
+    /// Every parameter, with `memory` held for the tree first.
+    pub fn decode(self, memory: &mut Reservation) -> Result<Params, BodyError> {
+        let pairs = memchr::memchr_iter(b'&', self.query).count()
+            + match &self.kind {
+                BodyKind::None => 0,
+                BodyKind::Urlencoded => memchr::memchr_iter(b'&', &self.body).count() + 1,
+                BodyKind::Multipart { boundary } => {
+                    memchr::memmem::find_iter(&self.body, boundary.as_bytes()).count()
+                }
+            };
+        memory.grow(
+            self.query.len() + self.body.len() + pairs.min(MAX_PARAMS + 1) * BYTES_PER_PARAM,
+        )?;
+        let mut params = Params::from_urlencoded(self.query)?;
+        let body_params = match &self.kind {
+            BodyKind::None => return Ok(params),
+            BodyKind::Urlencoded => Params::from_urlencoded(&self.body)?,
+            BodyKind::Multipart { boundary } => {
+                let mut body_params = Params::default();
+                for part in multipart_parts(&self.body, boundary) {
+                    let (name, value) = part?;
+                    let value = String::from_utf8(value.to_vec()).map_err(|_| {
+                        BodyError::Invalid(format!("multipart part \"{name}\" is not valid UTF-8"))
+                    })?;
+                    body_params.insert(&name, value)?;
+                }
+                body_params
+            }
+        };
+        params.overlay(body_params);
+        Ok(params)
+    }
+}
+
+/// Reads every parameter of the request at once (tests and fuzzing; the server reads the key
+/// first, see `routes`).
+pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, BodyError> {
+    let mut memory = Reservation::default();
+    Form::read(request, max_body, &mut memory)?.decode(&mut memory)
+}
+
+/// The plain value of `name` in an urlencoded string, without decoding the rest.
+fn plain_value(form: &[u8], name: &str) -> Option<String> {
+    last_pair(urlencoded_pairs(form), name, true).flatten()
+}
+
+/// The raw key and value of each pair of an urlencoded string.
+fn urlencoded_pairs(form: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+    form.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match memchr::memchr(b'=', pair) {
+            Some(at) => (Cow::Borrowed(&pair[..at]), Cow::Borrowed(&pair[at + 1..])),
+            None => (Cow::Borrowed(pair), Cow::Borrowed(&b""[..])),
+        })
+}
+
+/// What the last pair whose key names top-level `name` makes of it, as `Params::insert` would:
+/// None when no pair names it; Some(None) when the last one makes it an array or is not UTF-8.
+/// Keys are percent-decoded (into one reused buffer) when `percent_encoded`; values only when
+/// their key matches.
+fn last_pair<'a>(
+    pairs: impl Iterator<Item = (Cow<'a, [u8]>, Cow<'a, [u8]>)>,
+    name: &str,
+    percent_encoded: bool,
+) -> Option<Option<String>> {
+    let mut found = None;
+    let mut decoded = Vec::new();
+    for (raw_key, raw_value) in pairs {
+        let key = if percent_encoded {
+            decoded.clear();
+            percent_decode_into(&raw_key, &mut decoded);
+            &decoded[..]
+        } else {
+            &raw_key[..]
+        };
+        let Ok(key) = std::str::from_utf8(key) else {
+            continue;
+        };
+        let (target, is_array) = key_target(key);
+        if target == name {
+            found = Some(match (is_array, percent_encoded) {
+                (true, _) => None,
+                (false, true) => percent_decode(&raw_value).ok(),
+                (false, false) => String::from_utf8(raw_value.into_owned()).ok(),
+            });
+        }
+    }
+    found
+}
+
+/// Decompresses one stream (what real clients send; decoding stream after concatenated
+/// stream cost seconds for a few megabytes), refusing output past `limit` and any bytes after
+/// the stream, and holding the budget for the output as it grows.
+fn inflate<R: std::io::BufRead>(
+    mut decoder: impl Read + IntoInner<R>,
+    limit: usize,
+    memory: &mut Reservation,
+    name: &str,
+) -> Result<Vec<u8>, BodyError> {
+    const STEP: usize = 1 << 20;
+    let mut out = Vec::new();
+    loop {
+        memory.grow(STEP)?;
+        let before = out.len();
+        let read = (&mut decoder)
+            .take((STEP + 1) as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| BodyError::Invalid(format!("the body is not valid {name}: {e}")))?;
+        if out.len() > limit {
+            return Err(BodyError::TooLarge(format!(
+                "the body is larger than {} MiB once decompressed",
+                limit >> 20
             )));
         }
-    };
-    if params.value("request_compression") == Some("bzip2") {
-        body = Cow::Owned(inflate(
-            bzip2::read::MultiBzDecoder::new(&body[..]),
-            max_body,
-            "bzip2",
-        )?);
+        if read == 0 || out.len() - before < STEP {
+            break;
+        }
     }
-    let content_type = request.header("content-type").unwrap_or_default();
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let body_params = match media_type.as_str() {
-        // No type at all is read as a form: that is what a bare `curl --data-binary` sends.
-        "application/x-www-form-urlencoded" | "" => Params::from_urlencoded(&body)?,
-        "multipart/form-data" => multipart_params(&body, content_type)?,
-        // Any other type (one client sends a junk JSON object) carries no parameters.
-        _ => return Ok(params),
-    };
-    params.overlay(body_params);
-    Ok(params)
-}
-
-/// Decompresses, refusing output past `limit` so that a small bomb cannot fill memory.
-fn inflate(decoder: impl Read, limit: usize, name: &str) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BodyError::Invalid(format!("the body is not valid {name}: {e}")))?;
-    if out.len() > limit {
-        return Err(BodyError::TooLarge);
+    let mut rest = decoder.into_inner();
+    if !rest.fill_buf().map(|b| b.is_empty()).unwrap_or(true) {
+        return Err(BodyError::Invalid(format!(
+            "the body is not one {name} stream (bytes follow its end)"
+        )));
     }
     Ok(out)
 }
 
-/// Reads `multipart/form-data`: every part is a parameter named by its Content-Disposition.
-fn multipart_params(body: &[u8], content_type: &str) -> Result<Params, BodyError> {
-    let boundary = content_type
+/// Decoders that give back their input once done, to check that nothing follows the stream.
+trait IntoInner<R> {
+    fn into_inner(self) -> R;
+}
+
+impl<R: std::io::BufRead> IntoInner<R> for flate2::bufread::GzDecoder<R> {
+    fn into_inner(self) -> R {
+        flate2::bufread::GzDecoder::into_inner(self)
+    }
+}
+
+impl<R: std::io::BufRead> IntoInner<R> for bzip2::bufread::BzDecoder<R> {
+    fn into_inner(self) -> R {
+        bzip2::bufread::BzDecoder::into_inner(self)
+    }
+}
+
+fn multipart_boundary(content_type: &str) -> Result<String, BodyError> {
+    content_type
         .split(';')
         .filter_map(|piece| piece.trim().split_once('='))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("boundary"))
         .map(|(_, value)| value.trim().trim_matches('"').to_string())
         .filter(|b| !b.is_empty())
-        .ok_or_else(|| BodyError::Invalid("multipart/form-data without a boundary".into()))?;
+        .ok_or_else(|| BodyError::Invalid("multipart/form-data without a boundary".into()))
+}
+
+/// The named parts of a `multipart/form-data` body, in order, found as they are walked: a body
+/// of millions of tiny parts is refused at `MAX_PARAMS` without first listing them all.
+fn multipart_parts<'b>(
+    body: &'b [u8],
+    boundary: &str,
+) -> impl Iterator<Item = Result<(String, &'b [u8]), BodyError>> {
     let delimiter = format!("--{boundary}");
-    let finder = memchr::memmem::Finder::new(delimiter.as_bytes());
-    let mut params = Params::default();
-    let starts: Vec<usize> = finder.find_iter(body).collect();
-    for window in starts.windows(2) {
-        let part = &body[window[0] + delimiter.len()..window[1]];
-        let part = part
-            .strip_prefix(b"\r\n")
-            .or_else(|| part.strip_prefix(b"\n"))
-            .unwrap_or(part);
-        let part = part
-            .strip_suffix(b"\r\n")
-            .or_else(|| part.strip_suffix(b"\n"))
-            .unwrap_or(part);
-        let (head, value) = split_part(part)?;
-        let Some(name) = part_name(head) else {
-            continue;
-        };
-        let value = String::from_utf8(value.to_vec()).map_err(|_| {
-            BodyError::Invalid(format!("multipart part \"{name}\" is not valid UTF-8"))
-        })?;
-        params.insert(&name, value)?;
-    }
-    if starts.is_empty() {
-        return Err(BodyError::Invalid(
-            "multipart body without its boundary".into(),
-        ));
-    }
-    Ok(params)
+    let finder = memchr::memmem::Finder::new(delimiter.as_bytes()).into_owned();
+    let mut current = finder.find(body);
+    let mut failed = current
+        .is_none()
+        .then(|| BodyError::Invalid("multipart body without its boundary".into()));
+    let mut parts = 0usize;
+    std::iter::from_fn(move || {
+        if let Some(error) = failed.take() {
+            return Some(Err(error));
+        }
+        loop {
+            let start = current? + finder.needle().len();
+            let end = start + finder.find(&body[start..])?;
+            current = Some(end);
+            parts += 1;
+            if parts > MAX_PARAMS {
+                current = None;
+                return Some(Err(ParamError::TooMany.into()));
+            }
+            let part = &body[start..end];
+            let part = part
+                .strip_prefix(b"\r\n")
+                .or_else(|| part.strip_prefix(b"\n"))
+                .unwrap_or(part);
+            let part = part
+                .strip_suffix(b"\r\n")
+                .or_else(|| part.strip_suffix(b"\n"))
+                .unwrap_or(part);
+            let (head, value) = match split_part(part) {
+                Ok(split) => split,
+                Err(error) => {
+                    current = None;
+                    return Some(Err(error));
+                }
+            };
+            if let Some(name) = part_name(head) {
+                return Some(Ok((name, value)));
+            }
+        }
+    })
 }
 
 fn split_part(part: &[u8]) -> Result<(&str, &[u8]), BodyError> {
@@ -166,6 +389,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: body.to_vec(),
+            memory: Reservation::default(),
         }
     }
 
@@ -218,7 +442,7 @@ mod tests {
         ));
         assert!(matches!(
             request_params(&gzipped, 2),
-            Err(BodyError::TooLarge)
+            Err(BodyError::TooLarge(_))
         ));
     }
 

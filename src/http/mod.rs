@@ -1,6 +1,11 @@
-//! The only part of the server that knows HTTP: the wire (`wire`), parameters from query and
-//! body (`body`), and routing with the JSON envelope of spec §2 (`routes`).
+//! The only part of the server that knows HTTP: accepting connections (`listen`) into a bounded
+//! table (`slots`), the wire (`wire`), the memory every request byte counts against (`memory`),
+//! parameters from query and body (`body`), and routing with the JSON envelope of spec §2
+//! (`routes`).
 
 pub mod body;
+pub mod listen;
+pub mod memory;
 pub mod routes;
+pub mod slots;
 pub mod wire;

@@ -3,14 +3,17 @@
 use crate::api::{self, Answer};
 use crate::app::App;
 use crate::error::{Error, ErrorCode};
-use crate::http::body::{BodyError, request_params};
+use crate::http::body::{BodyError, Form};
+use crate::http::memory::Reservation;
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
+use crate::params::Params;
+use crate::store::db::Account;
 use serde_json::{Value, json};
 
 const LANGUAGES: [&str; 4] = ["en", "ru", "ua", "it"];
 
 /// Answers one request.
-pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse {
+pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpResponse {
     let path = request
         .target
         .split_once('?')
@@ -27,7 +30,7 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
             _ => method_not_allowed(),
         };
     }
-    let Some(method) = api_method(path) else {
+    let Some(name) = api_method(path) else {
         return envelope(
             404,
             &json!({"error": "no such path", "code": "unknown_method"}),
@@ -37,20 +40,52 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
     if request.method != "GET" && request.method != "POST" {
         return method_not_allowed();
     }
-    let params = match request_params(&request, max_body) {
+    let Some(method) = api::method(name) else {
+        return error_answer(Error::api(
+            ErrorCode::UnknownMethod,
+            format!("unknown method \"{name}\""),
+        ));
+    };
+    // The body's part of the memory budget, grown as it is decompressed and decoded.
+    let mut memory = std::mem::take(&mut request.memory);
+    let params = match read_params(app, &request, max_body, &mut memory) {
         Ok(params) => params,
-        Err(BodyError::TooLarge) => {
-            return refusal(413, "the body is larger than 32 MiB once decompressed");
-        }
-        Err(BodyError::Invalid(why)) => return error_answer(Error::invalid_arg(why)),
+        Err(answer) => return answer,
     };
-    let base_url = match request.header("host") {
-        Some(host) if valid_host(host) => format!("http://{host}"),
-        _ => format!("http://{}", app.address),
-    };
-    match api::call(app, &base_url, method, &params) {
+    // The parameters own their text now: the body's bytes can go before the call runs.
+    drop(request);
+    match params.and_then(|(account, params)| api::call(app, method, account, &params)) {
         Ok(answer) => success(answer),
         Err(error) => error_answer(error),
+    }
+}
+
+/// The key checked before the form is decoded, so that a request without a valid key never
+/// costs a parameter tree; then the parameters. An HTTP-level refusal comes back as `Err`.
+fn read_params(
+    app: &App,
+    request: &HttpRequest,
+    max_body: usize,
+    memory: &mut Reservation,
+) -> Result<Result<(Account, Params), Error>, HttpResponse> {
+    let form = Form::read(request, max_body, memory).map_err(body_refusal)?;
+    let account = match api::authenticate(&app.store, form.plain_value("api_key").as_deref()) {
+        Ok(account) => account,
+        Err(error) => return Ok(Err(error)),
+    };
+    match form.decode(memory) {
+        Ok(params) => Ok(Ok((account, params))),
+        Err(error) => Err(body_refusal(error)),
+    }
+}
+
+fn body_refusal(error: BodyError) -> HttpResponse {
+    match error {
+        BodyError::TooLarge(why) => refusal(413, &why),
+        BodyError::OverBudget => {
+            refusal(503, "the server holds too many request bytes; retry later")
+        }
+        BodyError::Invalid(why) => error_answer(Error::invalid_arg(why)),
     }
 }
 
@@ -65,15 +100,6 @@ fn api_method(path: &str) -> Option<&str> {
         && !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     well_formed.then_some(method)
-}
-
-/// A Host header fit to build a URL on: a host name or address and an optional port.
-fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
 /// An async export's CSV file; no key is needed, the name is the secret (as with the real service).

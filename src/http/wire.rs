@@ -1,17 +1,21 @@
-//! HTTP/1.1 on a socket: accepting connections, reading a request within size and time limits,
-//! writing the answer, keep-alive. The head is parsed by `httparse`; this file adds what the
-//! contract needs around it and tiny_http 0.12 lacks (see ARCHITECTURE.md): a read timeout and
-//! a deadline per request, a bound on the head, 413 answers, and a bounded number of connections.
+//! HTTP/1.1 on a socket: reading a request within size, time and memory limits, writing the
+//! answer, keep-alive. The head is parsed by `httparse`; this file adds what the contract needs
+//! around it and tiny_http 0.12 lacks (see ARCHITECTURE.md): a read timeout, a deadline for the
+//! head and one for the whole request, a bound on the head, 413 answers, strict framing, and
+//! every buffered byte counted against the server's memory budget. Accepting connections is
+//! `listen.rs`; which connection may stay open is `slots.rs`.
 
+use crate::http::memory::{MemoryBudget, OverBudget, Reservation};
+use crate::http::slots::SlotId;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The limits one connection is held to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Request line plus headers (§1.3).
     pub max_head: usize,
@@ -19,10 +23,17 @@ pub struct Limits {
     pub max_body: usize,
     /// The longest a read may wait for a byte, and a kept-alive connection for its next request.
     pub idle_timeout: Duration,
+    /// From a request's first byte to the end of its head: a client trickling its headers a
+    /// byte at a time (slowloris) is cut off early.
+    pub head_timeout: Duration,
     /// From a request's first byte to its last: a client sending a byte a second is cut off.
     pub request_timeout: Duration,
-    /// Connections served at once; one more is answered 503 and closed.
+    /// Connections served at once; when full, the one waiting longest makes room (`slots.rs`).
     pub max_connections: usize,
+    /// Connections one peer address may hold at once.
+    pub max_connections_per_peer: usize,
+    /// Every request byte held at once: buffers, bodies, decompressed bodies, decoded forms.
+    pub memory: MemoryBudget,
 }
 
 impl Default for Limits {
@@ -31,8 +42,11 @@ impl Default for Limits {
             max_head: 1024 * 1024,
             max_body: 32 * 1024 * 1024,
             idle_timeout: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_peer: 256,
+            memory: MemoryBudget::new(crate::http::memory::DEFAULT_BUDGET),
         }
     }
 }
@@ -45,6 +59,8 @@ pub struct HttpRequest {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The part of the memory budget the body holds; decoding grows it (`body.rs`).
+    pub memory: Reservation,
 }
 
 impl HttpRequest {
@@ -77,52 +93,6 @@ pub type Handler = dyn Fn(HttpRequest) -> HttpResponse + Send + Sync;
 /// The answer to a request that broke the rules of HTTP or of §1.3 (status and message).
 pub type Refusal = dyn Fn(u16, &str) -> HttpResponse + Send + Sync;
 
-/// Serves connections until `stopping` is set and the listener is woken, then waits for the
-/// requests in flight to be answered.
-pub fn serve(
-    listener: TcpListener,
-    handler: Arc<Handler>,
-    refusal: Arc<Refusal>,
-    limits: Limits,
-    stopping: Arc<AtomicBool>,
-) {
-    let active = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        if stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
-        if active.load(Ordering::SeqCst) >= limits.max_connections {
-            let answer = refusal(503, "too many connections; retry later");
-            let _ = write_response(&stream, &answer, false);
-            continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let connection = Connection {
-            stream,
-            buffer: Vec::new(),
-            limits,
-            stopping: stopping.clone(),
-        };
-        let (handler, refusal, active_here) = (handler.clone(), refusal.clone(), active.clone());
-        let spawned = std::thread::Builder::new()
-            .name("connection".into())
-            .spawn(move || {
-                crate::priority::below_writer();
-                connection.serve(&*handler, &*refusal);
-                active_here.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            active.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    drop(listener);
-    let give_up = Instant::now() + limits.request_timeout + limits.idle_timeout;
-    while active.load(Ordering::SeqCst) > 0 && Instant::now() < give_up {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Why a request could not be read.
 enum ReadFailure {
     /// The peer went away or was too slow: close without an answer.
@@ -137,34 +107,63 @@ impl From<io::Error> for ReadFailure {
     }
 }
 
-struct Connection {
+impl From<OverBudget> for ReadFailure {
+    fn from(_: OverBudget) -> ReadFailure {
+        ReadFailure::Refuse(503, "the server holds too many request bytes; retry later")
+    }
+}
+
+/// The most read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One client connection, served on its own thread.
+pub struct Connection {
     stream: TcpStream,
-    /// Bytes read but not yet used (the start of a pipelined request, say).
+    /// Bytes read; those from `consumed` on are not used yet (the start of a pipelined
+    /// request, say). A cursor rather than draining the front, so that a body of many tiny
+    /// chunks costs linear time.
     buffer: Vec<u8>,
+    consumed: usize,
+    /// The budget held by `buffer`.
+    buffer_memory: Reservation,
     limits: Limits,
     stopping: Arc<AtomicBool>,
 }
 
 impl Connection {
-    fn serve(mut self, handler: &Handler, refusal: &Refusal) {
+    pub fn new(stream: TcpStream, limits: Limits, stopping: Arc<AtomicBool>) -> Connection {
+        Connection {
+            stream,
+            buffer: Vec::new(),
+            consumed: 0,
+            buffer_memory: limits.memory.reservation(),
+            limits,
+            stopping,
+        }
+    }
+
+    pub fn serve(mut self, handler: &Handler, refusal: &Refusal, slot: &SlotId) {
         let _ = self.stream.set_nodelay(true);
         let _ = self
             .stream
             .set_write_timeout(Some(self.limits.request_timeout));
         loop {
+            slot.waiting();
             if !self.wait_for_request() {
                 return;
             }
-            let deadline = Instant::now() + self.limits.request_timeout;
-            let request = match self.read_request(deadline) {
+            let started = Instant::now();
+            let request = match self.read_request(started) {
                 Ok(request) => request,
                 Err(ReadFailure::Gone) => return,
                 Err(ReadFailure::Refuse(status, message)) => {
+                    slot.busy();
                     let _ = write_response(&self.stream, &refusal(status, message), false);
                     self.linger();
                     return;
                 }
             };
+            slot.busy();
             let keep_alive = wants_keep_alive(&request) && !self.stopping.load(Ordering::SeqCst);
             let answer = catch_unwind(AssertUnwindSafe(|| handler(request))).unwrap_or_else(|_| {
                 eprintln!("http: a request handler panicked; answered 500");
@@ -180,19 +179,27 @@ impl Connection {
     /// Waits for the first byte of the next request; false when the connection should end
     /// (closed by the peer, idle too long, or the server is stopping).
     fn wait_for_request(&mut self) -> bool {
-        if !self.buffer.is_empty() {
+        if !self.unread().is_empty() {
             return true;
         }
+        // An idle connection holds no buffer.
+        self.buffer = Vec::new();
+        self.consumed = 0;
+        let _ = self.buffer_memory.resize(0);
         let idle_until = Instant::now() + self.limits.idle_timeout;
         let _ = self
             .stream
             .set_read_timeout(Some(Duration::from_millis(100)));
-        let mut chunk = [0u8; 16 * 1024];
+        let mut first = [0u8; 1];
         loop {
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(&mut first) {
                 Ok(0) => return false,
-                Ok(n) => {
-                    self.buffer.extend_from_slice(&chunk[..n]);
+                Ok(_) => {
+                    if self.buffer_memory.resize(READ_CHUNK).is_err() {
+                        return false;
+                    }
+                    self.buffer.reserve_exact(READ_CHUNK);
+                    self.buffer.push(first[0]);
                     return true;
                 }
                 Err(e) if is_timeout(&e) => {
@@ -206,44 +213,73 @@ impl Connection {
         }
     }
 
-    /// Reads more bytes into the buffer, waiting no longer than the idle timeout or the deadline.
-    fn fill(&mut self, deadline: Instant) -> Result<(), ReadFailure> {
+    /// Reads more bytes into `into`, waiting no longer than the idle timeout or the deadline.
+    fn read_some(
+        stream: &TcpStream,
+        into: &mut Vec<u8>,
+        room: usize,
+        idle: Duration,
+        deadline: Instant,
+    ) -> Result<(), ReadFailure> {
         let now = Instant::now();
         if now >= deadline {
             return Err(ReadFailure::Gone);
         }
-        let wait = (deadline - now).min(self.limits.idle_timeout);
-        self.stream
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-        let mut chunk = [0u8; 64 * 1024];
+        let wait = (deadline - now).min(idle);
+        stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let start = into.len();
+        into.resize(start + room, 0);
         loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(ReadFailure::Gone),
+            match (&mut &*stream).read(&mut into[start..]) {
+                Ok(0) => {
+                    into.truncate(start);
+                    return Err(ReadFailure::Gone);
+                }
                 Ok(n) => {
-                    self.buffer.extend_from_slice(&chunk[..n]);
+                    into.truncate(start + n);
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(ReadFailure::Gone),
+                Err(_) => {
+                    into.truncate(start);
+                    return Err(ReadFailure::Gone);
+                }
             }
         }
     }
 
-    fn read_request(&mut self, deadline: Instant) -> Result<HttpRequest, ReadFailure> {
-        let head_end = self.read_head(deadline)?;
-        let mut request = parse_head(&self.buffer[..head_end])?;
-        self.buffer.drain(..head_end);
+    fn unread(&self) -> &[u8] {
+        &self.buffer[self.consumed..]
+    }
 
-        let chunked = match request.header("transfer-encoding") {
-            None => false,
-            Some(coding) if coding.trim().eq_ignore_ascii_case("chunked") => true,
-            Some(_) => {
-                return Err(ReadFailure::Refuse(
-                    501,
-                    "only chunked transfer coding is supported",
-                ));
-            }
-        };
+    /// Marks `count` unread bytes used; the buffer is compacted once most of it is used.
+    fn consume(&mut self, count: usize) {
+        self.consumed += count;
+        if self.consumed * 2 >= self.buffer.len() {
+            self.buffer.drain(..self.consumed);
+            self.consumed = 0;
+        }
+    }
+
+    /// Reads more bytes into the buffer, holding the budget for them first.
+    fn fill(&mut self, deadline: Instant) -> Result<(), ReadFailure> {
+        self.buffer_memory.resize(self.buffer.len() + READ_CHUNK)?;
+        Self::read_some(
+            &self.stream,
+            &mut self.buffer,
+            READ_CHUNK,
+            self.limits.idle_timeout,
+            deadline,
+        )
+    }
+
+    fn read_request(&mut self, started: Instant) -> Result<HttpRequest, ReadFailure> {
+        let head_end = self.read_head(started + self.limits.head_timeout)?;
+        let deadline = started + self.limits.request_timeout;
+        let mut request = parse_head(&self.unread()[..head_end])?;
+        self.consume(head_end);
+
+        let chunked = transfer_coding(&request)?;
         let length = content_length(&request)?;
         if chunked && length.is_some() {
             return Err(ReadFailure::Refuse(
@@ -259,13 +295,14 @@ impl Connection {
             && request
                 .header("expect")
                 .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-            && self.buffer.is_empty()
+            && self.unread().is_empty()
         {
             (&self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
+        request.memory = self.limits.memory.reservation();
         request.body = match (chunked, length) {
-            (true, _) => self.read_chunked(deadline)?,
-            (false, Some(n)) => self.read_exact_body(n, deadline)?,
+            (true, _) => self.read_chunked(&mut request.memory, deadline)?,
+            (false, Some(n)) => self.read_exact_body(n, &mut request.memory, deadline)?,
             (false, None) => Vec::new(),
         };
         Ok(request)
@@ -275,7 +312,7 @@ impl Connection {
     fn read_head(&mut self, deadline: Instant) -> Result<usize, ReadFailure> {
         let mut searched = 0;
         loop {
-            if let Some(end) = find_head_end(&self.buffer, searched) {
+            if let Some(end) = find_head_end(self.unread(), searched) {
                 if end > self.limits.max_head {
                     return Err(ReadFailure::Refuse(
                         413,
@@ -284,36 +321,61 @@ impl Connection {
                 }
                 return Ok(end);
             }
-            if self.buffer.len() > self.limits.max_head {
+            if self.unread().len() > self.limits.max_head {
                 return Err(ReadFailure::Refuse(
                     413,
                     "request line and headers larger than 1 MiB",
                 ));
             }
-            searched = self.buffer.len().saturating_sub(3);
+            searched = self.unread().len().saturating_sub(3);
             self.fill(deadline)?;
         }
+    }
+
+    /// Appends `length` body bytes to `body`: first those already buffered, then from the socket
+    /// straight into `body`, whose budget (`memory`) is held before anything is read.
+    fn append_body(
+        &mut self,
+        body: &mut Vec<u8>,
+        length: usize,
+        memory: &mut Reservation,
+        deadline: Instant,
+    ) -> Result<(), ReadFailure> {
+        // The budget is held for the bytes before they are allocated, then for what the
+        // allocation really took (a chunked body grows by doubling).
+        memory.resize(body.len() + length)?;
+        body.reserve(length);
+        memory.resize(body.capacity())?;
+        let from_buffer = length.min(self.unread().len());
+        body.extend_from_slice(&self.unread()[..from_buffer]);
+        self.consume(from_buffer);
+        let end = body.len() + (length - from_buffer);
+        while body.len() < end {
+            let room = (end - body.len()).min(READ_CHUNK);
+            Self::read_some(&self.stream, body, room, self.limits.idle_timeout, deadline)?;
+        }
+        Ok(())
     }
 
     fn read_exact_body(
         &mut self,
         length: usize,
+        memory: &mut Reservation,
         deadline: Instant,
     ) -> Result<Vec<u8>, ReadFailure> {
-        while self.buffer.len() < length {
-            self.fill(deadline)?;
-        }
-        let rest = self.buffer.split_off(length);
-        Ok(std::mem::replace(&mut self.buffer, rest))
+        let mut body = Vec::new();
+        self.append_body(&mut body, length, memory, deadline)?;
+        Ok(body)
     }
 
-    fn read_chunked(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadFailure> {
+    fn read_chunked(
+        &mut self,
+        memory: &mut Reservation,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, ReadFailure> {
         let mut body = Vec::new();
         loop {
-            let line = self.read_line(deadline)?;
-            let size_text = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| ReadFailure::Refuse(400, "malformed chunk size"))?;
+            let size = chunk_size(&self.read_line(deadline)?)?;
             if size == 0 {
                 // Trailers, if any, end with an empty line.
                 while !self.read_line(deadline)?.is_empty() {}
@@ -322,7 +384,7 @@ impl Connection {
             if body.len().saturating_add(size) > self.limits.max_body {
                 return Err(ReadFailure::Refuse(413, "request body larger than 32 MiB"));
             }
-            body.extend_from_slice(&self.read_exact_body(size, deadline)?);
+            self.append_body(&mut body, size, memory, deadline)?;
             if !self.read_line(deadline)?.is_empty() {
                 return Err(ReadFailure::Refuse(400, "malformed chunk"));
             }
@@ -330,14 +392,17 @@ impl Connection {
     }
 
     /// One CRLF- (or LF-) terminated line of a chunked body, without its end.
-    fn read_line(&mut self, deadline: Instant) -> Result<String, ReadFailure> {
+    fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadFailure> {
         loop {
-            if let Some(at) = memchr::memchr(b'\n', &self.buffer) {
-                let line: Vec<u8> = self.buffer.drain(..=at).collect();
-                let text = String::from_utf8_lossy(&line);
-                return Ok(text.trim_end_matches(['\r', '\n']).to_string());
+            if let Some(at) = memchr::memchr(b'\n', self.unread()) {
+                let line = self.unread()[..at]
+                    .strip_suffix(b"\r")
+                    .unwrap_or(&self.unread()[..at])
+                    .to_vec();
+                self.consume(at + 1);
+                return Ok(line);
             }
-            if self.buffer.len() > 4096 {
+            if self.unread().len() > 4096 {
                 return Err(ReadFailure::Refuse(400, "malformed chunk"));
             }
             self.fill(deadline)?;
@@ -352,7 +417,7 @@ impl Connection {
             .stream
             .set_read_timeout(Some(Duration::from_millis(200)));
         let until = Instant::now() + Duration::from_secs(2);
-        let mut chunk = [0u8; 64 * 1024];
+        let mut chunk = [0u8; 4096];
         while Instant::now() < until {
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return,
@@ -419,6 +484,7 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, ReadFailure> {
         target: parsed.path.unwrap_or_default().to_string(),
         headers,
         body: Vec::new(),
+        memory: Reservation::default(),
     })
 }
 
@@ -432,6 +498,8 @@ fn asks_other_version(head: &[u8]) -> bool {
         .is_some_and(|version| version.starts_with("HTTP/"))
 }
 
+/// The body's length from Content-Length: digits only (no sign, no space inside), every
+/// header of that name agreeing.
 fn content_length(request: &HttpRequest) -> Result<Option<usize>, ReadFailure> {
     let mut length = None;
     for (_, value) in request
@@ -439,10 +507,8 @@ fn content_length(request: &HttpRequest) -> Result<Option<usize>, ReadFailure> {
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
     {
-        let parsed: usize = value
-            .trim()
-            .parse()
-            .map_err(|_| ReadFailure::Refuse(400, "malformed Content-Length"))?;
+        let parsed = digits(value.trim().as_bytes(), 10)
+            .ok_or(ReadFailure::Refuse(400, "malformed Content-Length"))?;
         if length.is_some_and(|seen| seen != parsed) {
             return Err(ReadFailure::Refuse(
                 400,
@@ -452,6 +518,51 @@ fn content_length(request: &HttpRequest) -> Result<Option<usize>, ReadFailure> {
         length = Some(parsed);
     }
     Ok(length)
+}
+
+/// Whether the body is chunked. Every Transfer-Encoding header is read, as one comma-separated
+/// list (RFC 9112 §6.1), so that a second header cannot hide a coding: no coding but `chunked`
+/// is served (501), and `chunked` comes once (400), so it is always the last.
+fn transfer_coding(request: &HttpRequest) -> Result<bool, ReadFailure> {
+    let codings: Vec<String> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(|coding| coding.trim().to_ascii_lowercase())
+        .filter(|coding| !coding.is_empty())
+        .collect();
+    if codings.iter().any(|coding| coding != "chunked") {
+        return Err(ReadFailure::Refuse(
+            501,
+            "only chunked transfer coding is supported",
+        ));
+    }
+    match codings.len() {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(ReadFailure::Refuse(400, "chunked given more than once")),
+    }
+}
+
+/// A chunk's size: hex digits, then optionally `;` and extensions.
+fn chunk_size(line: &[u8]) -> Result<usize, ReadFailure> {
+    let size = line.split(|b| *b == b';').next().unwrap_or_default();
+    let size = size.trim_ascii_end();
+    digits(size, 16).ok_or(ReadFailure::Refuse(400, "malformed chunk size"))
+}
+
+/// A number written in digits of `radix` alone: no sign, no spaces, no overflow.
+fn digits(text: &[u8], radix: u32) -> Option<usize> {
+    if text.is_empty() {
+        return None;
+    }
+    text.iter().try_fold(0usize, |number, byte| {
+        let digit = (*byte as char).to_digit(radix)?;
+        number
+            .checked_mul(radix as usize)?
+            .checked_add(digit as usize)
+    })
 }
 
 fn wants_keep_alive(request: &HttpRequest) -> bool {
@@ -481,7 +592,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(
+pub fn write_response(
     mut stream: &TcpStream,
     answer: &HttpResponse,
     keep_alive: bool,

@@ -37,6 +37,12 @@ pub fn expire_export_tasks(conn: &Connection, created_before: i64) -> Result<Vec
     Ok(tokens)
 }
 
+pub fn forget_export_task(conn: &Connection, uuid: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM export_tasks WHERE uuid = ?1")?
+        .execute([uuid])?;
+    Ok(())
+}
+
 /// createList's arguments, checked.
 pub struct NewList {
     pub account_id: i64,

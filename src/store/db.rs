@@ -283,12 +283,48 @@ pub fn export_task(conn: &Connection, uuid: &str) -> Result<Option<ExportTask>> 
         .optional()?)
 }
 
-/// The uuids of tasks not yet finished (to resume after a restart), oldest first.
-pub fn unfinished_export_tasks(conn: &Connection) -> Result<Vec<String>> {
+/// The accounts and uuids of tasks not yet finished (to resume after a restart), oldest first.
+pub fn unfinished_export_tasks(conn: &Connection) -> Result<Vec<(i64, String)>> {
     let mut statement = conn.prepare_cached(
-        "SELECT uuid FROM export_tasks WHERE status IN ('new', 'processing') ORDER BY created_at",
+        "SELECT account_id, uuid FROM export_tasks
+         WHERE status IN ('new', 'processing') ORDER BY created_at",
     )?;
-    let rows = statement.query_map([], |row| row.get(0))?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many of the account's tasks are not finished yet.
+pub fn unfinished_export_count(conn: &Connection, account_id: i64) -> Result<usize> {
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM export_tasks
+             WHERE account_id = ?1 AND status IN ('new', 'processing')",
+        )?
+        .query_row([account_id], |row| row.get(0))?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// A finished export's file as kept on disk, for the exports directory's quota and shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptExport {
+    pub uuid: String,
+    pub account_id: i64,
+    pub file_token: String,
+}
+
+/// Every kept file, oldest first.
+pub fn kept_exports(conn: &Connection) -> Result<Vec<KeptExport>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT uuid, account_id, file_token FROM export_tasks
+         WHERE file_token IS NOT NULL ORDER BY created_at, rowid",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(KeptExport {
+            uuid: row.get(0)?,
+            account_id: row.get(1)?,
+            file_token: row.get(2)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -118,6 +118,12 @@ pub enum Command {
         created_before: i64,
         reply: Reply<Vec<String>>,
     },
+    /// Forgets one finished task (its file is removed by the exporter): an account's oldest
+    /// kept export, to stay within its share or the exports directory's quota.
+    ForgetExportTask {
+        uuid: String,
+        reply: Reply<()>,
+    },
     /// Answers once the writer can run a transaction (the health check).
     Ping(Reply<()>),
     /// Ends the thread after the commands queued before it.
@@ -395,6 +401,7 @@ fn fail_command(command: &Command, why: &str) {
         | Command::SetMemberships(_, reply)
         | Command::CreateExportTask { reply, .. }
         | Command::UpdateExportTask { reply, .. }
+        | Command::ForgetExportTask { reply, .. }
         | Command::Ping(reply)
         | Command::Stop(reply) => drop(reply.send(error(why))),
         Command::UpsertAccount { reply, .. } => drop(reply.send(error(why))),
@@ -483,6 +490,9 @@ fn apply_command(conn: &Connection, command: &Command) -> (Applied, PendingAnswe
             catalog::expire_export_tasks(conn, *created_before),
             true,
         ),
+        Command::ForgetExportTask { uuid, reply } => {
+            answer_after_commit(reply, catalog::forget_export_task(conn, uuid), true)
+        }
         Command::Ping(reply) | Command::Stop(reply) => answer_after_commit(reply, Ok(()), false),
     }
 }

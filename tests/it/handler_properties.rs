@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use unisender_local::app::App;
-use unisender_local::exports::{Exporter, export_dir};
+use unisender_local::exports::export_dir;
 use unisender_local::http::routes;
 use unisender_local::http::wire::{Body, HttpRequest};
 use unisender_local::store::Store;
@@ -27,12 +27,13 @@ fn app(dir: &tempfile::TempDir) -> App {
             reply,
         })
         .expect("an account");
-    let exporter = Exporter::start(store.clone(), export_dir(&db));
-    App {
+    App::new(
         store,
-        exporter,
-        address: SocketAddr::from(([127, 0, 0, 1], 1)),
-    }
+        export_dir(&db),
+        SocketAddr::from(([127, 0, 0, 1], 1)),
+        "http://127.0.0.1:1".into(),
+        Default::default(),
+    )
 }
 
 fn contacts(app: &App) -> i64 {
@@ -111,6 +112,7 @@ proptest! {
             target,
             headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
             body,
+            memory: Default::default(),
         };
         let answer = routes::handle(&app, 32 * 1024 * 1024, request);
         prop_assert!(matches!(answer.status, 200 | 413), "status {}", answer.status);
@@ -136,7 +138,7 @@ proptest! {
         if gzip {
             headers.push(("Content-Encoding".into(), "gzip".into()));
         }
-        let request = HttpRequest { method: "POST".into(), target: format!("{path}?api_key={KEY}"), headers, body };
+        let request = HttpRequest { method: "POST".into(), target: format!("{path}?api_key={KEY}"), headers, body, memory: Default::default() };
         let answer = routes::handle(&app, 1024 * 1024, request);
         let Body::Bytes(bytes) = answer.body else { panic!("a JSON body") };
         let json: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");

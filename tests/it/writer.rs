@@ -23,6 +23,8 @@ fn server(dir: &tempfile::TempDir, writer: WriterOptions) -> Server {
         limits: Limits::default(),
         writer,
         max_pages: None,
+        public_url: None,
+        exports: Default::default(),
     })
     .expect("the server starts")
 }
