@@ -108,7 +108,13 @@ fn filtered_page_time(
     times[times.len() / 2]
 }
 
+/// The binary's allocator, set up as `main.rs` sets it, so that in-process figures are the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    unisender_local::allocator::return_freed_memory_at_once();
     let contacts = flag("--contacts", 1_000_000);
     let repeats = flag("--repeats", 15);
     let dir = tempfile::tempdir().expect("a temp dir");

@@ -441,7 +441,13 @@ fn report_pair(baseline: (&str, &[f64]), variant: (&str, &[f64]), ratio_name: &s
     report(ratio_name, median(&ratios), "ratio");
 }
 
+/// The binary's allocator, set up as `main.rs` sets it, so that in-process figures are the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    unisender_local::allocator::return_freed_memory_at_once();
     let options = options();
     let calls = options.calls;
     let started = Instant::now();

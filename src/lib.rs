@@ -7,6 +7,7 @@
 //! `exports` writes async export files; `http` is the only part that knows HTTP;
 //! `app` and `server` tie them into a running server.
 
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod error;
@@ -19,9 +20,3 @@ pub mod params;
 pub mod priority;
 pub mod server;
 pub mod store;
-
-/// mimalloc instead of the system allocator: a 500-row import allocates some ten thousand small
-/// strings, and glibc's malloc and free were a sixth of the call's instructions. Set here rather
-/// than in `main.rs` so that the benchmarks, which run the server in-process, measure the same.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

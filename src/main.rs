@@ -116,7 +116,12 @@ enum AccountsAction {
     },
 }
 
+/// mimalloc, set here and not in the library (see `unisender_local::allocator`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    unisender_local::allocator::return_freed_memory_at_once();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Commands::Serve(args) => serve(args),

@@ -92,6 +92,7 @@ impl Server {
         let created_account = ensure_accounts(&store, &config.accounts)?;
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        deepen_backlog(&listener);
         let address = listener
             .local_addr()
             .map_err(|e| StartError(format!("cannot read the listening address: {e}")))?;
@@ -149,6 +150,17 @@ impl Server {
     pub fn wait(self) {
         let _ = self.accept_thread.join();
         self.app.store.close();
+    }
+}
+
+/// Lets connections wait in the kernel's queue by the thousand (std listens with 128): when a
+/// flood of connections arrives at once, a well-behaved client's is not dropped and retried a
+/// second later. Calling listen() again on a listening socket only changes its backlog.
+fn deepen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen() on a socket this process owns; the kernel caps it at somaxconn.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), 4096);
     }
 }
 

@@ -244,13 +244,18 @@ fn inflate<R: std::io::BufRead>(
     memory: &mut Reservation,
     name: &str,
 ) -> Result<Vec<u8>, BodyError> {
-    const STEP: usize = 1 << 20;
-    let mut out = Vec::new();
+    const FIRST: usize = 64 * 1024;
+    let held_before = memory.amount();
+    let mut out: Vec<u8> = Vec::new();
     loop {
-        memory.grow(STEP)?;
-        let before = out.len();
+        // The budget is held for the next allocation before it is made; growth doubles, so
+        // a 32 MiB body costs a handful of copies.
+        let capacity = (out.len() * 2).max(FIRST).min(limit + 1);
+        memory.resize(held_before + capacity)?;
+        out.reserve_exact(capacity - out.len());
+        let room = (capacity - out.len()) as u64;
         let read = (&mut decoder)
-            .take((STEP + 1) as u64)
+            .take(room)
             .read_to_end(&mut out)
             .map_err(|e| BodyError::Invalid(format!("the body is not valid {name}: {e}")))?;
         if out.len() > limit {
@@ -259,7 +264,7 @@ fn inflate<R: std::io::BufRead>(
                 limit >> 20
             )));
         }
-        if read == 0 || out.len() - before < STEP {
+        if read == 0 || (read as u64) < room {
             break;
         }
     }

@@ -5,6 +5,7 @@ mod contacts;
 mod export;
 mod export_async;
 mod handler_properties;
+mod hostile;
 mod import_apply;
 mod import_rows;
 mod isolation;

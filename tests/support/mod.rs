@@ -1,6 +1,7 @@
 //! The harness of the integration tests: the real binary serving a database in a temporary
 //! directory on 127.0.0.1:0, a client for it, and a read-only look into its database.
 
+pub mod attack;
 pub mod http_client;
 pub mod served;
 
@@ -205,6 +206,11 @@ impl TestServer {
         self.db()
             .query_row("SELECT count(*) FROM contacts", [], |row| row.get(0))
             .unwrap()
+    }
+
+    /// The server's process id, to read its CPU time and memory.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends SIGTERM and waits for the exit.

@@ -20,9 +20,13 @@ pub struct Served {
     pub stdout: BufReader<ChildStdout>,
 }
 
-/// The binary under test.
+/// The binary under test; `UNISENDER_LOCAL_TEST_BINARY` names another build to run the same
+/// tests against (an older release, to measure what a change improved).
 pub fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_unisender-local"))
+    match std::env::var_os("UNISENDER_LOCAL_TEST_BINARY") {
+        Some(other) => Command::new(other),
+        None => Command::new(env!("CARGO_BIN_EXE_unisender-local")),
+    }
 }
 
 /// The binary set to serve `db` on a free loopback port with one account (`LOGIN:KEY`).
