@@ -158,7 +158,12 @@ impl ProbeReport {
             self.latencies.len() >= 5,
             "{what}: the client made too few calls"
         );
-        assert!(self.failures.is_empty(), "{what}: {:?}", self.failures);
+        assert!(
+            self.failures.is_empty(),
+            "{what}: {} calls failed, the first: {:?}",
+            self.failures.len(),
+            &self.failures[..self.failures.len().min(3)]
+        );
         assert!(
             self.percentile(0.9) <= Duration::from_millis(100),
             "{what}: p90 {:?}",
