@@ -28,7 +28,7 @@ impl ErrorCode {
 }
 
 /// Everything a request can end with other than success.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Error {
     /// A refusal the contract describes: answered with HTTP 200, this code and message.
     Api { code: ErrorCode, message: String },

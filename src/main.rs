@@ -8,7 +8,9 @@ use unisender_local::exports::ExportLimits;
 use unisender_local::http::wire::Limits;
 use unisender_local::server::{ServeConfig, Server, mask_key};
 use unisender_local::store::Store;
-use unisender_local::store::db::{self, Durability};
+use unisender_local::store::apply_catalog::new_api_key;
+use unisender_local::store::db::Durability;
+use unisender_local::store::maintenance;
 use unisender_local::store::writer::Command;
 
 #[derive(Parser)]
@@ -31,12 +33,31 @@ enum Commands {
         #[command(subcommand)]
         action: AccountsAction,
     },
-    /// Copy the database consistently, even while a server is serving it.
+    /// Copy the database consistently, even while a server is serving it, with the async
+    /// export files its tasks point to (into OUT.exports/).
     Backup {
         #[command(flatten)]
         db: DbArg,
         /// Where to write the copy (must not exist yet).
         out: PathBuf,
+    },
+    /// Put a backup in place of the database (refused while a server holds it).
+    Restore {
+        /// A file `backup` wrote (its export files are read from BACKUP.exports/).
+        backup: PathBuf,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Ask a running server whether it is healthy: exit code 0 if it is, 1 if not (for a
+    /// container's HEALTHCHECK).
+    Health {
+        /// The server's address.
+        #[arg(
+            long,
+            env = "UNISENDER_LOCAL_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        url: String,
     },
     /// Check the database's integrity; exit code 1 when it is damaged.
     Check {
@@ -67,11 +88,17 @@ struct ServeArgs {
     )]
     accounts: Vec<String>,
     /// full: an answered write survives power loss; relaxed: a crash of the process only.
-    #[arg(long, value_enum, default_value = "full")]
+    #[arg(
+        long,
+        value_enum,
+        env = "UNISENDER_LOCAL_DURABILITY",
+        default_value = "full"
+    )]
     durability: DurabilityArg,
     /// Seconds a connection may stay silent (mid-request, or idle between requests) before it
     /// is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, value_name = "SECONDS", env = "UNISENDER_LOCAL_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     read_timeout: u64,
     /// Cap the database at this many pages of 4 KiB, as if the disk were that small (to test
     /// how clients cope with a full disk).
@@ -109,8 +136,15 @@ enum AccountsAction {
         #[command(flatten)]
         db: DbArg,
     },
-    /// List the accounts, keys masked.
+    /// List the accounts, keys masked (works beside a running server).
     List {
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Give an account a new random key and print it (the old one stops working): for a key
+    /// lost after the first start.
+    Key {
+        login: String,
         #[command(flatten)]
         db: DbArg,
     },
@@ -127,7 +161,9 @@ fn main() -> ExitCode {
         Commands::Serve(args) => serve(args),
         Commands::Accounts { action } => accounts(action),
         Commands::Backup { db, out } => backup(&db.db, &out),
+        Commands::Restore { backup, db } => restore(&backup, &db.db),
         Commands::Check { db } => check(&db.db),
+        Commands::Health { url } => health(&url),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -226,11 +262,9 @@ fn accounts(action: AccountsAction) -> Result<(), String> {
             Ok(())
         }
         AccountsAction::List { db } => {
-            let store = Store::open(&db.db, Durability::Full).map_err(|e| e.to_string())?;
-            let accounts = store.read(db::accounts).map_err(|e| e.to_string());
-            store.close();
+            let accounts = maintenance::accounts(&db.db).map_err(|e| e.to_string())?;
             println!("login\tapi_key\tcontact_limit");
-            for record in accounts? {
+            for record in accounts {
                 let limit = record
                     .account
                     .contact_limit
@@ -243,6 +277,29 @@ fn accounts(action: AccountsAction) -> Result<(), String> {
             }
             Ok(())
         }
+        AccountsAction::Key { login, db } => {
+            let known = maintenance::accounts(&db.db)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .any(|record| record.account.login == login);
+            if !known {
+                return Err(format!("no account \"{login}\" in {}", db.db.display()));
+            }
+            let store = Store::open(&db.db, Durability::Full).map_err(|e| e.to_string())?;
+            let result = store.writer().submit(|reply| Command::UpsertAccount {
+                login: login.clone(),
+                api_key: Some(new_api_key()),
+                contact_limit: None,
+                reply,
+            });
+            store.close();
+            let upserted = result.map_err(|e| e.to_string())?;
+            println!(
+                "account \"{login}\" has a new api_key {} (the old one no longer works)",
+                upserted.record.api_key
+            );
+            Ok(())
+        }
     }
 }
 
@@ -253,17 +310,53 @@ fn backup(db: &std::path::Path, out: &std::path::Path) -> Result<(), String> {
             out.display()
         ));
     }
-    let copied = db::backup(db, out).map_err(|e| e.to_string())?;
+    let copied = maintenance::backup(db, out).map_err(|e| e.to_string())?;
     println!(
-        "copied {} to {} ({copied} bytes)",
+        "copied {} to {} ({} bytes, {} export files)",
         db.display(),
-        out.display()
+        out.display(),
+        copied.bytes,
+        copied.export_files
     );
     Ok(())
 }
 
+fn restore(backup: &std::path::Path, db: &std::path::Path) -> Result<(), String> {
+    let copied = maintenance::restore(backup, db).map_err(|e| e.to_string())?;
+    println!(
+        "restored {} from {} ({} bytes, {} export files)",
+        db.display(),
+        backup.display(),
+        copied.bytes,
+        copied.export_files
+    );
+    Ok(())
+}
+
+/// GET /_local/health: exit 0 on `{"status":"ok"}`, 1 on anything else or no answer.
+fn health(url: &str) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let address = format!("{}/_local/health", url.trim_end_matches('/'));
+    let mut answer = agent
+        .get(&address)
+        .call()
+        .map_err(|e| format!("{address}: no answer ({e})"))?;
+    let status = answer.status().as_u16();
+    let body = answer.body_mut().read_to_string().unwrap_or_default();
+    if status == 200 && body.contains("\"ok\"") {
+        println!("{address}: ok");
+        Ok(())
+    } else {
+        Err(format!("{address}: {status} {body}"))
+    }
+}
+
 fn check(db: &std::path::Path) -> Result<(), String> {
-    let problems = db::integrity_problems(db).map_err(|e| e.to_string())?;
+    let problems = maintenance::integrity_problems(db).map_err(|e| e.to_string())?;
     if problems.is_empty() {
         println!("{}: ok", db.display());
         return Ok(());

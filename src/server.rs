@@ -36,6 +36,25 @@ pub struct ServeConfig {
     pub exports: ExportLimits,
 }
 
+/// A server on a free loopback port serving `unisender-local.db`, durable, with the default
+/// limits; change what you need with struct update syntax:
+/// `ServeConfig { db: path.into(), ..ServeConfig::default() }`.
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            db: PathBuf::from("unisender-local.db"),
+            listen: "127.0.0.1:0".into(),
+            accounts: Vec::new(),
+            durability: Durability::Full,
+            limits: Limits::default(),
+            writer: WriterOptions::default(),
+            max_pages: None,
+            public_url: None,
+            exports: ExportLimits::default(),
+        }
+    }
+}
+
 /// Why the server could not start; said in one line.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -58,7 +77,8 @@ pub struct Server {
     app: Arc<App>,
     address: SocketAddr,
     stopping: Arc<AtomicBool>,
-    accept_thread: JoinHandle<()>,
+    /// None once the server has stopped and closed its database.
+    accept_thread: Option<JoinHandle<()>>,
     /// The account made because the database had none, to be shown once.
     pub created_account: Option<AccountRecord>,
 }
@@ -124,7 +144,7 @@ impl Server {
             app,
             address,
             stopping,
-            accept_thread,
+            accept_thread: Some(accept_thread),
             created_account,
         })
     }
@@ -147,9 +167,31 @@ impl Server {
 
     /// Waits until the server has been stopped and its requests in flight answered, then
     /// commits what the writer holds and closes the database.
-    pub fn wait(self) {
-        let _ = self.accept_thread.join();
-        self.app.store.close();
+    pub fn wait(mut self) {
+        self.finish();
+    }
+
+    /// Stops the server: requests in flight are answered, then the database is closed.
+    pub fn stop(mut self) {
+        self.stopper().stop();
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if let Some(accept_thread) = self.accept_thread.take() {
+            let _ = accept_thread.join();
+            self.app.store.close();
+        }
+    }
+}
+
+/// A server dropped while running stops, so that a failing test does not leave one behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.accept_thread.is_some() {
+            self.stopper().stop();
+            self.finish();
+        }
     }
 }
 

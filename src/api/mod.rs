@@ -105,6 +105,7 @@ pub fn authenticate(store: &Store, key: Option<&str>) -> Result<Account> {
 
 /// The database answers reads and the writer commits a transaction.
 pub fn health(store: &Store) -> Result<()> {
+    store.file_in_place()?;
     store.read(db::ping)?;
     store.writer().submit(Command::Ping)
 }

@@ -20,7 +20,8 @@ pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpRespo
         .map_or(request.target.as_str(), |(p, _)| p);
     if path == "/_local/health" {
         return match request.method.as_str() {
-            "GET" => health(app),
+            // HEAD too, for load balancers and container health checks (`wire` drops the body).
+            "GET" | "HEAD" => health(app),
             _ => method_not_allowed(),
         };
     }

@@ -166,11 +166,13 @@ impl Connection {
             };
             slot.busy();
             let keep_alive = wants_keep_alive(&request) && !self.stopping.load(Ordering::SeqCst);
+            // HEAD is answered as GET would be, less the body.
+            let with_body = request.method != "HEAD";
             let answer = catch_unwind(AssertUnwindSafe(|| handler(request))).unwrap_or_else(|_| {
                 eprintln!("http: a request handler panicked; answered 500");
                 refusal(500, "internal server error")
             });
-            if write_response(&self.stream, &answer, keep_alive).is_err() || !keep_alive {
+            if write_answer(&self.stream, &answer, keep_alive, with_body).is_err() || !keep_alive {
                 let _ = self.stream.shutdown(Shutdown::Write);
                 return;
             }
@@ -583,10 +585,22 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Writes an answer, body included.
 pub fn write_response(
+    stream: &TcpStream,
+    answer: &HttpResponse,
+    keep_alive: bool,
+) -> io::Result<()> {
+    write_answer(stream, answer, keep_alive, true)
+}
+
+/// Writes an answer's head, and its body when `with_body` (not for HEAD); the Content-Length is
+/// the body's either way.
+fn write_answer(
     mut stream: &TcpStream,
     answer: &HttpResponse,
     keep_alive: bool,
+    with_body: bool,
 ) -> io::Result<()> {
     let length = match &answer.body {
         Body::Bytes(bytes) => bytes.len() as u64,
@@ -605,6 +619,10 @@ pub fn write_response(
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
+    if !with_body {
+        stream.write_all(head.as_bytes())?;
+        return stream.flush();
+    }
     match &answer.body {
         Body::Bytes(body) => {
             let mut bytes = head.into_bytes();

@@ -336,6 +336,6 @@ pub fn upsert_account(
 }
 
 /// A fresh key: 128 random bits, as 32 hex digits.
-fn new_api_key() -> String {
+pub fn new_api_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

@@ -448,48 +448,6 @@ pub fn contact_total(conn: &Connection, account_id: i64) -> Result<i64> {
         .query_row([account_id], |row| row.get(0))?)
 }
 
-/// Opens an existing database read-only, without creating or changing anything.
-fn open_existing_read_only(path: &Path) -> Result<Connection, OpenError> {
-    if !path.is_file() {
-        return Err(OpenError(format!(
-            "{} is not a database file",
-            path.display()
-        )));
-    }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| OpenError(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(Duration::from_secs(30))
-        .map_err(|e| OpenError(e.to_string()))?;
-    Ok(conn)
-}
-
-/// Writes a consistent copy of the database to `out` (`VACUUM INTO`, which reads one snapshot
-/// and works while a server writes); answers the copy's size.
-pub fn backup(path: &Path, out: &Path) -> Result<u64, OpenError> {
-    let conn = open_existing_read_only(path)?;
-    let target = out
-        .to_str()
-        .ok_or_else(|| OpenError("the backup path is not UTF-8".into()))?;
-    conn.execute("VACUUM INTO ?1", [target])
-        .map_err(|e| OpenError(format!("backup failed: {e}")))?;
-    std::fs::metadata(out)
-        .map(|m| m.len())
-        .map_err(|e| OpenError(format!("backup failed: {e}")))
-}
-
-/// What `PRAGMA integrity_check` finds wrong; empty when the database is sound.
-pub fn integrity_problems(path: &Path) -> Result<Vec<String>, OpenError> {
-    let conn = open_existing_read_only(path)?;
-    let fail = |e: rusqlite::Error| OpenError(format!("cannot check {}: {e}", path.display()));
-    let mut statement = conn.prepare("PRAGMA integrity_check").map_err(fail)?;
-    let found: Vec<String> = statement
-        .query_map([], |row| row.get(0))
-        .map_err(fail)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(fail)?;
-    Ok(found.into_iter().filter(|line| line != "ok").collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::keys_equal;

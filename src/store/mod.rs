@@ -7,28 +7,39 @@ pub mod apply_import;
 pub mod contact_rows;
 pub mod db;
 pub mod export_reader;
+pub mod maintenance;
 pub mod migrate;
+pub mod owner;
 pub mod packed;
 pub mod writer;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use db::{Durability, OpenError, ReaderPool};
+use owner::DatabaseOwner;
 use std::path::Path;
-use writer::{Writer, WriterOptions};
+use std::sync::{Mutex, RwLock};
+use writer::{FileIdentity, Writer, WriterOptions};
 
 /// Read-only connections: enough for the HTTP workers without holding many file handles.
 const READERS: u32 = 8;
 
 /// The database as the rest of the server sees it.
 pub struct Store {
-    readers: ReaderPool,
+    /// None once closed: the readers are closed before the writer, so that the writer's is
+    /// the last connection and SQLite removes the emptied WAL with it.
+    readers: RwLock<Option<ReaderPool>>,
     writer: Writer,
+    /// The file the database was opened at, to tell when it is deleted or moved.
+    file: Option<FileIdentity>,
+    /// This process's exclusive right to write the database, given up at `close`.
+    owner: Mutex<Option<DatabaseOwner>>,
     /// Where recent filtered export pages ended (see `export_reader`).
     pub page_ends: export_reader::PageEnds,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and starts the writer thread.
+    /// Opens (creating if needed) the database and starts the writer thread; refused while
+    /// another process owns the database (`owner.rs`).
     pub fn open(path: &Path, durability: Durability) -> Result<Store, OpenError> {
         Store::open_with(path, durability, WriterOptions::default(), None)
     }
@@ -40,19 +51,38 @@ impl Store {
         options: WriterOptions,
         max_pages: Option<u64>,
     ) -> Result<Store, OpenError> {
+        let owner = DatabaseOwner::acquire(path, "serving")?;
         let conn = db::open_writer(path, durability, max_pages)?;
         let readers = db::open_readers(path, READERS)?;
+        let file = FileIdentity::of(path);
         Ok(Store {
-            readers,
-            writer: Writer::start(conn, options),
+            readers: RwLock::new(Some(readers)),
+            writer: Writer::start(conn, options, file.clone()),
+            file,
+            owner: Mutex::new(Some(owner)),
             page_ends: export_reader::PageEnds::default(),
         })
     }
 
     /// Runs `read` on a read-only connection from the pool.
     pub fn read<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
-        let conn = self.readers.get()?;
+        // The pool is a handle on shared state: cloning it out of the lock costs a reference.
+        let pool = self
+            .readers
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+            .ok_or(Error::Overloaded("the server is stopping"))?;
+        let conn = pool.get()?;
         read(&conn)
+    }
+
+    /// Whether the database file is still where it was opened (`FileIdentity::check`).
+    pub fn file_in_place(&self) -> Result<()> {
+        match &self.file {
+            Some(file) => file.check().map_err(Error::Overloaded),
+            None => Ok(()),
+        }
     }
 
     pub fn writer(&self) -> &Writer {
@@ -67,8 +97,18 @@ impl Store {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Finishes the queued writes and closes the writer's connection.
+    /// Closes the readers, then finishes the queued writes, empties the WAL into the database
+    /// and closes the writer's connection (a stopped server leaves one file); then lets go of
+    /// the database for another process to own.
     pub fn close(&self) {
+        self.readers
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
         self.writer.stop();
+        self.owner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
     }
 }

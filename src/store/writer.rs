@@ -158,13 +158,15 @@ pub struct Writer {
 impl Writer {
     /// Starts the thread. `batch_rows` bounds a group commit; 1 gives every command its own
     /// transaction (the baseline the benchmark compares group commit with).
-    pub fn start(conn: Connection, options: WriterOptions) -> Writer {
+    pub fn start(conn: Connection, options: WriterOptions, file: Option<FileIdentity>) -> Writer {
         let (queue, commands) = bounded(options.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());
         let writer_loop = WriterLoop {
             conn,
             batch_rows: options.batch_rows.max(1),
             stats: stats.clone(),
+            file,
+            file_gone_said: false,
         };
         let thread = std::thread::Builder::new()
             .name("writer".into())
@@ -231,6 +233,40 @@ struct WriterLoop {
     conn: Connection,
     batch_rows: usize,
     stats: Arc<WriterStats>,
+    /// The file the connection has open, looked at before each batch.
+    file: Option<FileIdentity>,
+    /// Whether the file's disappearance has been logged.
+    file_gone_said: bool,
+}
+
+/// Which file a path named when the database was opened: (device, inode).
+#[derive(Clone, Debug)]
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    pub fn of(path: &std::path::Path) -> Option<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileIdentity {
+            path: path.to_path_buf(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// Whether the path still names the file that was opened. A database deleted or moved
+    /// while serving would take every later write with it at the next restart.
+    pub fn check(&self) -> std::result::Result<(), &'static str> {
+        match FileIdentity::of(&self.path) {
+            Some(now) if now.device == self.device && now.inode == self.inode => Ok(()),
+            Some(_) => Err("the database file was replaced by another file"),
+            None => Err("the database file was deleted or moved"),
+        }
+    }
 }
 
 impl WriterLoop {
@@ -262,6 +298,25 @@ impl WriterLoop {
     /// (`test_mode`) always run in their own savepoint.
     fn apply_batch(&mut self, batch: Vec<Command>) -> bool {
         let stop = batch.iter().any(|c| matches!(c, Command::Stop(_)));
+        if stop {
+            // A clean stop leaves the database one file: everything the WAL holds goes into
+            // it, and the WAL is emptied (a copy of the file alone is then the whole database).
+            if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                eprintln!("writer: the final checkpoint failed: {e}");
+            }
+        }
+        if !stop
+            && let Some(file) = &self.file
+            && let Err(why) = file.check()
+        {
+            if !self.file_gone_said {
+                eprintln!("writer: {why}; every write is refused until a restart");
+                self.file_gone_said = true;
+            }
+            let why = Error::Overloaded(why);
+            batch.iter().for_each(|command| fail_command(command, &why));
+            return false;
+        }
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats
             .commands
@@ -300,6 +355,7 @@ impl WriterLoop {
             Err(why) => {
                 eprintln!("writer: {why}");
                 let _ = self.conn.execute_batch("ROLLBACK");
+                let why = Error::Internal(why);
                 batch.iter().for_each(|command| fail_command(command, &why));
             }
         }
@@ -384,9 +440,9 @@ impl Command {
 }
 
 /// Answers a command that could not run at all.
-fn fail_command(command: &Command, why: &str) {
-    fn error<T>(why: &str) -> Result<T> {
-        Err(Error::Internal(why.to_string()))
+fn fail_command(command: &Command, why: &Error) {
+    fn error<T>(why: &Error) -> Result<T> {
+        Err(why.clone())
     }
     match command {
         Command::Import(_, reply) => drop(reply.send(error(why))),

@@ -64,35 +64,37 @@ fn the_created_account_line_follows_the_listening_line() {
 
 #[test]
 fn accounts_add_creates_updates_and_the_server_accepts_the_key() {
-    let server = TestServer::start();
-    let db = server.db.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("accounts.db");
+    let db_arg = db.to_string_lossy().into_owned();
     let add = |args: &[&str]| {
-        let mut all = vec!["accounts", "add", "--db", &db];
+        let mut all = vec!["accounts", "add", "--db", &db_arg];
         all.extend_from_slice(args);
         run_ok(&all)
     };
     let created = add(&["third"]);
-    let key = created.trim().rsplit(' ').next().unwrap().to_string();
+    let first_key = created.trim().rsplit(' ').next().unwrap().to_string();
     assert!(
         created.starts_with("created account \"third\""),
         "{created}"
     );
-    assert_eq!(key.len(), 32);
-    assert!(server.call_as(&key, "getLists", &[])["result"].is_array());
+    assert_eq!(first_key.len(), 32);
     let updated = add(&["third", "--key", "third-new-key-123"]);
     assert!(updated.starts_with("updated account"), "{updated}");
-    assert_eq!(
-        server.call_as(&key, "getLists", &[])["code"],
-        "invalid_api_key"
-    );
-    assert!(server.call_as("third-new-key-123", "getLists", &[])["result"].is_array());
+    add(&["test", "--key", KEY]);
     // A key of another account cannot be taken.
     let output = binary()
         .args(["accounts", "add", "fourth", "--key", KEY, "--db"])
-        .arg(&server.db)
+        .arg(&db)
         .output()
         .unwrap();
     assert!(!output.status.success());
+    let server = TestServer::start_on(dir, db, &[]);
+    assert_eq!(
+        server.call_as(&first_key, "getLists", &[])["code"],
+        "invalid_api_key"
+    );
+    assert!(server.call_as("third-new-key-123", "getLists", &[])["result"].is_array());
 }
 
 #[test]

@@ -396,7 +396,8 @@ fn role_address_warning() {
 
 #[test]
 fn overlimit_warning_and_top_level_warning() {
-    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("limited.db");
     crate::support::run_ok(&[
         "accounts",
         "add",
@@ -406,8 +407,9 @@ fn overlimit_warning_and_top_level_warning() {
         "--contact-limit",
         "2",
         "--db",
-        crate::support::path(&server.db),
+        crate::support::path(&db),
     ]);
+    let server = TestServer::start_on(dir, db, &[]);
     let answer = server.call_as(
         "limited-key-1234",
         "importContacts",

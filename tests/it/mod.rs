@@ -9,6 +9,7 @@ mod hostile;
 mod import_apply;
 mod import_rows;
 mod isolation;
+mod operating;
 mod reliability;
 mod request_errors;
 mod round_trip;

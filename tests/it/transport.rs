@@ -67,16 +67,15 @@ fn unknown_methods_and_case_sensitivity() {
 #[test]
 fn verbs_other_than_get_and_post_get_405() {
     let server = TestServer::start();
-    for verb in ["PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+    // HEAD is answered without a body: `operating::health_answers_head_...` reads it.
+    for verb in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
         let reply = server.raw(
             format!("{verb} /en/api/getLists?api_key={KEY} HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
                 .as_bytes(),
         );
         assert_eq!(reply.status, 405, "{verb}");
         assert_eq!(reply.header("allow"), Some("GET, POST"));
-        if verb != "HEAD" {
-            assert_eq!(reply.json()["code"], "unknown_method");
-        }
+        assert_eq!(reply.json()["code"], "unknown_method");
     }
 }
 
