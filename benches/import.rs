@@ -501,6 +501,22 @@ fn main() {
     let after = 2 * ROUNDS * calls;
     latency(&bench, after..after + calls.max(50));
     size(&bench, (after + calls.max(50)) * ROWS);
+    // The binary returns freed memory to the system at once (`allocator.rs`, for a bounded peak
+    // under hostile load): what that costs against mimalloc's default delay of a second.
+    let base = after + calls.max(50);
+    let (mut delayed, mut at_once) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let first = base + 2 * round * calls;
+        unisender_local::allocator::set_purge_delay_ms(1000);
+        delayed.push(bench.http(first..first + calls, 0, 4));
+        unisender_local::allocator::return_freed_memory_at_once();
+        at_once.push(bench.http(first + calls..first + 2 * calls, 0, 4));
+    }
+    report_pair(
+        ("http_new_4_clients_purge_delayed", &delayed),
+        ("http_new_4_clients_purge_at_once", &at_once),
+        "purge_at_once_vs_delayed",
+    );
     drop(bench);
 
     // Group commit against one transaction per call: 16 clients, durable, fresh databases.

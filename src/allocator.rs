@@ -23,8 +23,14 @@ unsafe extern "C" {
 /// Makes mimalloc give freed memory back to the system at once rather than after a delay.
 /// Harmless when mimalloc is linked but not the global allocator.
 pub fn return_freed_memory_at_once() {
-    // SAFETY: plain setters of mimalloc's options, callable at any time from any thread.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    set_purge_delay_ms(0);
+}
+
+/// Sets mimalloc's purge delay (for the benchmark that compares purging at once with v3's
+/// default of a second).
+pub fn set_purge_delay_ms(milliseconds: std::ffi::c_long) {
+    // SAFETY: a plain setter of mimalloc's options.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, milliseconds) }
 }
 
 /// The purge delay now, in milliseconds (for the test that the option number is right).
