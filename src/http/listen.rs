@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How long a new connection has to send its request before it may be closed to make room
+/// (between its connect and its first write a busy client may lose the processor).
+const EVICTION_GRACE: Duration = Duration::from_millis(20);
+
 /// Descriptors kept for everything but connections: the database and its WAL for the writer
 /// and each reader, export files, callbacks, the spare descriptor, standard streams.
 const RESERVED_DESCRIPTORS: usize = 96;
@@ -59,6 +63,7 @@ pub fn serve(
     let slot_limits = SlotLimits {
         total: limits.max_connections,
         per_peer: limits.max_connections_per_peer,
+        grace: EVICTION_GRACE,
     };
     let mut spare = File::open("/dev/null").ok();
     let mut backoff = Duration::ZERO;

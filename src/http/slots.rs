@@ -7,13 +7,18 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// How many connections may be open, in all and from one peer address.
+/// How many connections may be open, in all and from one peer address, and how long a
+/// connection may wait before it can be closed to make room.
 #[derive(Clone, Copy, Debug)]
 pub struct SlotLimits {
     pub total: usize,
     pub per_peer: usize,
+    /// A connection just accepted has not had the time to send its request (its thread may
+    /// not have run yet): in a burst of connections it would otherwise be closed by the next
+    /// ones before it was ever read. Stalled clients are older than this.
+    pub grace: Duration,
 }
 
 /// The table of open connections, shared by the accept loop and the connection threads.
@@ -67,10 +72,10 @@ impl Slots {
         };
         let mut table = self.lock();
         let from_peer = table.open.values().filter(|s| s.peer == peer).count();
-        if from_peer >= limits.per_peer && !table.evict_longest_waiting(Some(peer)) {
+        if from_peer >= limits.per_peer && !table.evict_longest_waiting(Some(peer), limits.grace) {
             return Admission::Full;
         }
-        if table.open.len() >= limits.total && !table.evict_longest_waiting(None) {
+        if table.open.len() >= limits.total && !table.evict_longest_waiting(None, limits.grace) {
             return Admission::Full;
         }
         let id = table.next_id;
@@ -108,16 +113,26 @@ impl Slots {
 }
 
 impl Table {
-    /// Closes the connection (of `peer`, or of anyone) that has been waiting longest; false when
-    /// every such connection is busy.
-    fn evict_longest_waiting(&mut self, peer: Option<IpAddr>) -> bool {
-        let longest = self
+    /// Closes the connection (of `peer`, or of anyone) that has been waiting longest, at least
+    /// `grace`, with nothing sent that it has not read yet; false when there is none (every
+    /// connection busy, just accepted, or about to read a request that has arrived).
+    fn evict_longest_waiting(&mut self, peer: Option<IpAddr>, grace: Duration) -> bool {
+        let now = Instant::now();
+        let mut candidates: Vec<(Instant, u64)> = self
             .open
             .iter()
             .filter(|(_, slot)| peer.is_none_or(|p| slot.peer == p))
             .filter_map(|(id, slot)| slot.waiting_since.map(|since| (since, *id)))
-            .min();
-        let Some((_, id)) = longest else {
+            .filter(|(since, _)| now.duration_since(*since) >= grace)
+            .collect();
+        candidates.sort_unstable();
+        // A connection whose thread has not yet run to read the request waiting in its socket
+        // is not stalled, only late.
+        let stalled = candidates
+            .into_iter()
+            .map(|(_, id)| id)
+            .find(|id| !has_unread_bytes(&self.open[id].socket));
+        let Some(id) = stalled else {
             return false;
         };
         if let Some(slot) = self.open.remove(&id) {
@@ -126,6 +141,23 @@ impl Table {
         }
         true
     }
+}
+
+/// Whether bytes have arrived on the socket that nobody has read yet (a peek that never waits
+/// and leaves the socket as it was).
+fn has_unread_bytes(socket: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: recv into a one-byte buffer this function owns, on a descriptor it borrows.
+    let peeked = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    peeked > 0
 }
 
 impl SlotId {
@@ -169,6 +201,7 @@ mod tests {
         let limits = SlotLimits {
             total: 2,
             per_peer: 2,
+            grace: Duration::ZERO,
         };
         let (a, b, c, d) = (
             pair(&listener),
@@ -196,5 +229,16 @@ mod tests {
         assert!(matches!(slots.admit(peer, &d, limits), Admission::Full));
         drop((first, second, third));
         assert_eq!(slots.open(), 0);
+        // Within the grace, a waiting connection is not closed either.
+        let patient = SlotLimits {
+            grace: Duration::from_secs(60),
+            ..limits
+        };
+        let (e, f, g) = (pair(&listener), pair(&listener), pair(&listener));
+        let _kept = [
+            slots.admit(peer, &e, patient),
+            slots.admit(peer, &f, patient),
+        ];
+        assert!(matches!(slots.admit(peer, &g, patient), Admission::Full));
     }
 }

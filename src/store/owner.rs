@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// The exclusive right to write a database; released when dropped (or the process ends).
 #[derive(Debug)]
 pub struct DatabaseOwner {
-    _file: File,
+    file: File,
 }
 
 /// The lock file beside a database.
@@ -59,7 +59,19 @@ impl DatabaseOwner {
         let _ = file.rewind();
         let _ = write!(file, "pid {} ({what})", std::process::id());
         let _ = file.flush();
-        Ok(DatabaseOwner { _file: file })
+        Ok(DatabaseOwner { file })
+    }
+}
+
+impl Drop for DatabaseOwner {
+    /// Unlocks explicitly rather than by closing: a child process forked meanwhile (and not yet
+    /// exec'd) shares the descriptor, and a lock released only by the last close would stay
+    /// held until it execs.
+    fn drop(&mut self) {
+        // SAFETY: flock on the descriptor this value owns.
+        unsafe {
+            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::support::attack::{
     Probe, connect_from, one_attack_at_a_time, post_request, process_stats, send_once,
 };
 use crate::support::http_client::{Reply, form};
-use crate::support::{KEY, TestServer, binary, start};
+use crate::support::{KEY, TestServer, serving, start};
 use serde_json::Value;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -339,17 +339,7 @@ fn at_the_descriptor_limit_the_server_answers_and_does_not_spin() {
     use std::os::unix::process::CommandExt;
     let _one = one_attack_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let mut command = binary();
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--durability",
-            "relaxed",
-        ])
-        .args(["--account", &format!("test:{KEY}"), "--db"])
-        .arg(dir.path().join("fd.db"));
+    let mut command = serving(&dir.path().join("fd.db"), &format!("test:{KEY}"));
     // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
     unsafe {
         command.pre_exec(|| {
@@ -501,6 +491,20 @@ fn export_and_wait(server: &TestServer, key: &str) -> Value {
     }
 }
 
+/// `count` contacts with a `Note` of `note_bytes` each, so that their export file is large.
+fn import_with_notes(server: &TestServer, count: usize, note_bytes: usize) {
+    server.create_field("Note");
+    let note = "n".repeat(note_bytes);
+    let emails: Vec<String> = (0..count).map(|n| format!("c{n}@b.cd")).collect();
+    for call in emails.chunks(500) {
+        let rows: Vec<Vec<Option<&str>>> = call
+            .iter()
+            .map(|email| vec![Some(email.as_str()), Some(note.as_str())])
+            .collect();
+        server.import_sparse(&["email", "Note"], &rows, &[]);
+    }
+}
+
 #[test]
 fn export_files_keep_to_the_quota_and_the_largest_holder_makes_room() {
     let _one = one_attack_at_a_time();
@@ -512,18 +516,7 @@ fn export_files_keep_to_the_quota_and_the_largest_holder_makes_room() {
         "--exports-quota-mb",
         "1",
     ]);
-    server.create_field("Note");
-    let note = "n".repeat(200);
-    for call in 0..4 {
-        let rows: Vec<[String; 2]> = (0..500)
-            .map(|n| [format!("c{call}x{n}@b.cd"), note.clone()])
-            .collect();
-        let rows: Vec<Vec<Option<&str>>> = rows
-            .iter()
-            .map(|[e, v]| vec![Some(e.as_str()), Some(v.as_str())])
-            .collect();
-        server.import_sparse(&["email", "Note"], &rows, &[]);
-    }
+    import_with_notes(&server, 2_000, 200);
     let first = export_and_wait(&server, KEY);
     assert_eq!(first["result"]["status"], "completed", "{first}");
     for _ in 0..3 {
@@ -565,18 +558,7 @@ fn export_file_larger_than_the_quota_fails_and_leaves_nothing() {
         "--exports-quota-mb",
         "1",
     ]);
-    server.create_field("Note");
-    let note = "n".repeat(1000);
-    for call in 0..3 {
-        let rows: Vec<[String; 2]> = (0..500)
-            .map(|n| [format!("c{call}x{n}@b.cd"), note.clone()])
-            .collect();
-        let rows: Vec<Vec<Option<&str>>> = rows
-            .iter()
-            .map(|[e, v]| vec![Some(e.as_str()), Some(v.as_str())])
-            .collect();
-        server.import_sparse(&["email", "Note"], &rows, &[]);
-    }
+    import_with_notes(&server, 1_500, 1_000);
     let task = export_and_wait(&server, KEY);
     assert_eq!(task["result"]["status"], "failed", "{task}");
     assert_eq!(exports_bytes(&server), 0);
