@@ -138,7 +138,10 @@ impl ExportWorkers {
                 file: File::create(&partial).map_err(io_error)?,
                 workers: self,
                 written: 0,
-                allowed: self.limits.quota_bytes.saturating_sub(self.kept_bytes()),
+                allowed: self
+                    .limits
+                    .quota_bytes
+                    .saturating_sub(directory_bytes(&self.dir)),
                 next_disk_check: 0,
             };
             let mut csv = csv::WriterBuilder::new()
@@ -184,11 +187,6 @@ impl ExportWorkers {
                 (file, size)
             })
             .collect()
-    }
-
-    /// Bytes in the exports directory: kept files and files being written.
-    fn kept_bytes(&self) -> u64 {
-        directory_bytes(&self.dir)
     }
 
     /// Forgets a kept file: its task first (so that no answer names a missing file), then
@@ -324,7 +322,7 @@ impl Write for QuotaFile<'_> {
     }
 }
 
-/// Bytes of every file in `dir`.
+/// Bytes of every file in `dir`: kept files and files being written.
 fn directory_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -21,7 +21,7 @@ const EVICTION_GRACE: Duration = Duration::from_millis(20);
 const RESERVED_DESCRIPTORS: usize = 96;
 
 /// Raises the soft limit on open files to the hard limit (as Go's runtime does), and returns
-/// how many connections fit in what remains after the reserve.
+/// how many connections fit in what remains after the reserve, at two descriptors each.
 pub fn connections_within_descriptor_limit(wanted: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -47,7 +47,8 @@ pub fn connections_within_descriptor_limit(wanted: usize) -> usize {
     let room = descriptors
         .checked_sub(RESERVED_DESCRIPTORS)
         .unwrap_or(descriptors / 2);
-    wanted.min(room).max(1)
+    // Each connection takes two: its socket, and the handle `slots` keeps to close it.
+    wanted.min(room / 2).max(1)
 }
 
 /// Serves connections until `stopping` is set and the listener is woken, then waits for the
