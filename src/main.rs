@@ -155,7 +155,7 @@ enum AccountsAction {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    unisender_local::allocator::return_freed_memory_at_once();
+    unisender_local::allocator::return_freed_memory_soon();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Commands::Serve(args) => serve(args),

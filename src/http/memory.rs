@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The default budget: room for a few of the largest bodies §1.3 allows, decoded, at once.
-pub const DEFAULT_BUDGET: usize = 256 * 1024 * 1024;
+/// The default budget: room for a few of the largest bodies §1.3 allows, decoded, at once, while
+/// the allocator's retained memory keeps the whole process within 512 MiB above idle.
+pub const DEFAULT_BUDGET: usize = 192 * 1024 * 1024;
 
 /// Bytes that may be held, shared by every connection.
 #[derive(Clone, Debug)]
