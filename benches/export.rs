@@ -114,7 +114,7 @@ fn filtered_page_time(
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    unisender_local::allocator::return_freed_memory_at_once();
+    unisender_local::allocator::return_freed_memory_soon();
     let contacts = flag("--contacts", 1_000_000);
     let repeats = flag("--repeats", 15);
     let dir = tempfile::tempdir().expect("a temp dir");
