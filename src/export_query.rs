@@ -4,51 +4,72 @@
 use crate::model::{EmailStatus, PhoneStatus};
 use serde::{Deserialize, Serialize};
 
-/// Declares the exportable system columns with their wire names, in the default order.
+/// Declares the exportable system columns with their wire names: those of the default
+/// `field_names`, in its order, then those exported only when asked for.
 macro_rules! system_columns {
-    ($($variant:ident = $wire:literal,)+) => {
+    (
+        default { $($variant:ident = $wire:literal,)+ }
+        on_request { $($extra:ident = $extra_wire:literal,)+ }
+    ) => {
         /// An exportable system column.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum SystemColumn { $($variant),+ }
+        pub enum SystemColumn { $($variant,)+ $($extra,)+ }
 
         impl SystemColumn {
-            /// Every system column, in the order of the default `field_names`.
+            /// The system columns of the default `field_names`, in order.
             pub const ALL: &'static [SystemColumn] = &[$(SystemColumn::$variant),+];
 
             pub fn wire(self) -> &'static str {
-                match self { $(SystemColumn::$variant => $wire),+ }
+                match self {
+                    $(SystemColumn::$variant => $wire,)+
+                    $(SystemColumn::$extra => $extra_wire,)+
+                }
             }
 
             pub fn from_wire(name: &str) -> Option<SystemColumn> {
-                match name { $($wire => Some(SystemColumn::$variant),)+ _ => None }
+                match name {
+                    $($wire => Some(SystemColumn::$variant),)+
+                    $($extra_wire => Some(SystemColumn::$extra),)+
+                    _ => None,
+                }
             }
         }
     };
 }
 
 system_columns!(
-    Id = "id",
-    Email = "email",
-    EmailStatus = "email_status",
-    EmailAvailability = "email_availability",
-    EmailAddTime = "email_add_time",
-    EmailRequestIp = "email_request_ip",
-    EmailConfirmTime = "email_confirm_time",
-    EmailConfirmIp = "email_confirm_ip",
-    EmailListIds = "email_list_ids",
-    EmailSubscribeTimes = "email_subscribe_times",
-    EmailUnsubscribedListIds = "email_unsubscribed_list_ids",
-    EmailExcludedListIds = "email_excluded_list_ids",
-    Phone = "phone",
-    PhoneStatus = "phone_status",
-    PhoneAvailability = "phone_availability",
-    PhoneAddTime = "phone_add_time",
-    PhoneRequestIp = "phone_request_ip",
-    PhoneListIds = "phone_list_ids",
-    PhoneSubscribeTimes = "phone_subscribe_times",
-    PhoneUnsubscribedListIds = "phone_unsubscribed_list_ids",
-    PhoneExcludedListIds = "phone_excluded_list_ids",
-    Tags = "tags",
+    default {
+        Id = "id",
+        Email = "email",
+        EmailStatus = "email_status",
+        EmailAvailability = "email_availability",
+        EmailAddTime = "email_add_time",
+        EmailRequestIp = "email_request_ip",
+        EmailConfirmTime = "email_confirm_time",
+        EmailConfirmIp = "email_confirm_ip",
+        EmailListIds = "email_list_ids",
+        EmailSubscribeTimes = "email_subscribe_times",
+        EmailUnsubscribedListIds = "email_unsubscribed_list_ids",
+        EmailExcludedListIds = "email_excluded_list_ids",
+        Phone = "phone",
+        PhoneStatus = "phone_status",
+        PhoneAvailability = "phone_availability",
+        PhoneAddTime = "phone_add_time",
+        PhoneRequestIp = "phone_request_ip",
+        PhoneListIds = "phone_list_ids",
+        PhoneSubscribeTimes = "phone_subscribe_times",
+        PhoneUnsubscribedListIds = "phone_unsubscribed_list_ids",
+        PhoneExcludedListIds = "phone_excluded_list_ids",
+        Tags = "tags",
+    }
+    // The delivery history the real service lists among its system fields (§6.1): always
+    // empty here, since nothing is ever sent, and no importContacts column.
+    on_request {
+        EmailLastDeliveredAt = "email_last_delivered_at",
+        EmailLastReadAt = "email_last_read_at",
+        EmailLastClickedAt = "email_last_clicked_at",
+        PhoneLastDeliveredAt = "phone_last_delivered_at",
+    }
 );
 
 impl SystemColumn {

@@ -497,6 +497,14 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
             ));
         }
     }
+    // Not imported, as the real service documents for info@, sales@, no-reply@, all@ ...; a
+    // delete row may still remove such a contact.
+    if !changes.delete && changes.email.as_ref().is_some_and(Email::is_role_address) {
+        return Err(RowNote::new(
+            "role_address",
+            "Role addresses (such as info@, sales@, no-reply@, all@) are not imported",
+        ));
+    }
     Ok(changes)
 }
 

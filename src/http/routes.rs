@@ -32,11 +32,7 @@ pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpRespo
         };
     }
     let Some(name) = api_method(path) else {
-        return envelope(
-            404,
-            &json!({"error": "no such path", "code": "unknown_method"}),
-            &[],
-        );
+        return envelope(404, &error_body("no such path", "unknown_method"), &[]);
     };
     if request.method != "GET" && request.method != "POST" {
         return method_not_allowed();
@@ -123,7 +119,7 @@ fn export_file(app: &App, file: &str) -> HttpResponse {
         },
         None => envelope(
             404,
-            &json!({"error": "no such export file (it may have expired)", "code": "unspecified"}),
+            &error_body("no such export file (it may have expired)", "unspecified"),
             &[],
         ),
     }
@@ -137,7 +133,7 @@ fn health(app: &App) -> HttpResponse {
 }
 
 fn method_not_allowed() -> HttpResponse {
-    let body = json!({"error": "only GET and POST are served", "code": "unknown_method"});
+    let body = error_body("only GET and POST are served", "unknown_method");
     envelope(405, &body, &[("Allow", "GET, POST".into())])
 }
 
@@ -158,12 +154,13 @@ fn success(answer: Answer) -> HttpResponse {
 /// with `Retry-After`, and a fault of the server is 500 with its details only in the log.
 pub fn error_answer(error: Error) -> HttpResponse {
     match error {
-        Error::Api { code, message } => {
-            envelope(200, &json!({"error": message, "code": code.wire()}), &[])
-        }
+        Error::Api { code, message } => envelope(200, &error_body(&message, code.wire()), &[]),
         Error::Overloaded(why) => envelope(
             503,
-            &json!({"error": format!("the server is busy ({why}); retry later"), "code": ErrorCode::RetryLater.wire()}),
+            &error_body(
+                &format!("the server is busy ({why}); retry later"),
+                ErrorCode::RetryLater.wire(),
+            ),
             &[("Retry-After", "1".into())],
         ),
         Error::Internal(detail) => {
@@ -185,11 +182,13 @@ pub fn refusal(status: u16, message: &str) -> HttpResponse {
         503 => vec![("Retry-After", "1".to_string())],
         _ => Vec::new(),
     };
-    envelope(
-        status,
-        &json!({"error": message, "code": code.wire()}),
-        &retry,
-    )
+    envelope(status, &error_body(message, code.wire()), &retry)
+}
+
+/// An error's body, as every documented error example of the real service shows it: the
+/// message, the code, and an empty `result` (§2).
+fn error_body(message: &str, code: &str) -> Value {
+    json!({"error": message, "code": code, "result": ""})
 }
 
 fn envelope(status: u16, body: &Value, extra: &[(&'static str, String)]) -> HttpResponse {

@@ -63,9 +63,10 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     )?;
     let found = match (by_email, by_phone) {
         (Some(a), Some(b)) if a.id != b.id => {
-            return Err(Error::unspecified(
-                "The email and the phone belong to two different contacts",
-            ));
+            return Err(Error::unspecified(two_owners(
+                plan.email.as_ref().map_or("", Email::as_str),
+                plan.phone.as_ref().map_or("", Phone::as_str),
+            )));
         }
         (Some(a), _) => Some(a),
         (None, b) => b,
@@ -123,6 +124,12 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     }
 }
 
+/// The real service's text when an email and a phone belong to two contacts (subscribe and
+/// importContacts alike).
+pub fn two_owners(email: &str, phone: &str) -> String {
+    format!("Contacts {email} and {phone} already exist but owned by different subscribers")
+}
+
 fn new_email_status(invite: bool) -> i64 {
     if invite {
         EmailStatus::Invited.code()
@@ -154,8 +161,9 @@ fn add_channels(contact: &mut Found, plan: &SubscribePlan, invite: bool, now: Ti
     }
 }
 
-/// Puts the channel in each list: active memberships stay active with their time; the others
-/// become `state`, dated now.
+/// Puts the channel in each list: active memberships stay active with their time; unsubscribed
+/// ones stay unsubscribed (the real service: "it is impossible to restore the active status
+/// through API"; only the person's confirmation can); the others become `state`, dated now.
 fn subscribe_channel(
     contact: &mut Found,
     channel: Channel,
@@ -165,7 +173,12 @@ fn subscribe_channel(
 ) {
     for list_id in list_ids {
         let current = contact.memberships.get(channel, *list_id);
-        if current.is_some_and(|m| m.state == MembershipState::Active) {
+        if current.is_some_and(|m| {
+            matches!(
+                m.state,
+                MembershipState::Active | MembershipState::Unsubscribed
+            )
+        }) {
             continue;
         }
         contact.memberships.put(Membership {
@@ -214,6 +227,10 @@ fn set_tags(db: &Db, contact: &mut Found, plan: &SubscribePlan) -> Result<()> {
     Ok(())
 }
 
+fn not_found(address: &str) -> Error {
+    Error::unspecified(format!("Contact \"{address}\" not found"))
+}
+
 /// exclude or unsubscribe: a channel's memberships in some lists (or all) change state.
 #[derive(Debug)]
 pub struct MembershipChange {
@@ -235,7 +252,7 @@ pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> 
         }
     }
     let before = contact_rows::find(db, change.account_id, change.channel, &change.address)?
-        .ok_or_else(|| Error::unspecified(format!("Contact \"{}\" not found", change.address)))?;
+        .ok_or_else(|| not_found(&change.address))?;
     let mut after = before.clone();
     let named: Vec<Membership> = before
         .memberships
@@ -248,6 +265,17 @@ pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> 
         })
         .copied()
         .collect();
+    // The real service answers "not found" for an address in none of the lists too, and
+    // changes nothing. "In a list" is active or unsubscribed (§4).
+    let in_a_list = |m: &Membership| {
+        matches!(
+            m.state,
+            MembershipState::Active | MembershipState::Unsubscribed
+        )
+    };
+    if !named.iter().any(in_a_list) {
+        return Err(not_found(&change.address));
+    }
     for membership in named {
         after.memberships.put(Membership {
             state: change.state,

@@ -153,7 +153,10 @@ impl CallState<'_> {
             (Some(a), Some(b)) if a.id != b.id => {
                 return Ok(Err(RowNote::new(
                     "owned_by_different_subscribers",
-                    "The email and the phone belong to two different contacts",
+                    crate::store::apply_contact::two_owners(
+                        row.email.as_ref().map_or("", Email::as_str),
+                        row.phone.as_ref().map_or("", Phone::as_str),
+                    ),
                 )));
             }
             (Some(a), _) => Some(a),
@@ -237,19 +240,6 @@ impl CallState<'_> {
             contact_rows::save_contact(&self.db, &before, &after)?;
             Applied::Updated
         };
-        if row
-            .email
-            .as_ref()
-            .is_some_and(|email| email.is_role_address())
-        {
-            warnings.insert(
-                0,
-                RowNote::new(
-                    "role_address",
-                    "The address is a role address, which harms deliverability",
-                ),
-            );
-        }
         let email_is_new = after.email.status == Some(EmailStatus::New.code());
         Ok(Ok((applied, warnings, email_is_new)))
     }

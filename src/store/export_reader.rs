@@ -321,6 +321,8 @@ fn render(query: &ExportQuery, contact: &Found, tag_names: &HashMap<i64, String>
                     PhoneUnsubscribedListIds => list(Channel::Phone, MembershipState::Unsubscribed),
                     PhoneExcludedListIds => list(Channel::Phone, MembershipState::Excluded),
                     Tags => contact_rows::names_of(&contact.tags, tag_names).join(","),
+                    EmailLastDeliveredAt | EmailLastReadAt | EmailLastClickedAt
+                    | PhoneLastDeliveredAt => String::new(),
                 }
             }
         })

@@ -439,7 +439,7 @@ fn exclude_and_unsubscribe_show_in_export() {
     );
     assert_eq!(
         answer,
-        json!({"error": "Contact \"nobody@example.com\" not found", "code": "unspecified"})
+        json!({"error": "Contact \"nobody@example.com\" not found", "code": "unspecified", "result": ""})
     );
     assert_eq!(
         server.call(
@@ -529,7 +529,7 @@ fn get_contact_with_each_include_flag() {
     }
     assert_eq!(
         server.call("getContact", &[("email", "none@example.com")]),
-        json!({"error": "Contact \"none@example.com\" not found", "code": "unspecified"})
+        json!({"error": "Contact \"none@example.com\" not found", "code": "unspecified", "result": ""})
     );
     assert_eq!(
         server.call("getContact", &[("email", "bad")])["code"],

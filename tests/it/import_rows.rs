@@ -376,7 +376,7 @@ fn status_not_changed_warning() {
 }
 
 #[test]
-fn role_address_warning() {
+fn role_addresses_are_not_imported() {
     let server = TestServer::start();
     let answer = server.import(
         &["email"],
@@ -391,7 +391,13 @@ fn role_address_warning() {
         log_codes(&answer),
         vec![(0, "role_address".into()), (1, "role_address".into())]
     );
-    assert_eq!(answer["result"]["inserted"], 3);
+    assert_eq!(
+        answer["result"]["log"][0]["message"],
+        "Role addresses (such as info@, sales@, no-reply@, all@) are not imported"
+    );
+    assert_eq!(answer["result"]["inserted"], 1);
+    assert_eq!(answer["result"]["invalid"], 2);
+    assert!(server.contact("info@example.com").is_none());
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod cli;
 mod contacts;
 mod export;
 mod export_async;
+mod fidelity;
 mod handler_properties;
 mod hostile;
 mod import_apply;

@@ -92,8 +92,9 @@ fn a_corpus_of_bad_requests_answers_per_the_contract() {
                 "{name}"
             );
             if expect == "ok" {
-                assert!(body.get("result").is_some(), "{name}: {body}");
-            } else if body.get("result").is_none() {
+                assert!(body.get("error").is_none(), "{name}: {body}");
+            } else if body.get("error").is_some() {
+                assert_eq!(body["result"], "", "{name}: an error's result is empty");
                 assert!(
                     body["error"].is_string() && body["code"].is_string(),
                     "{name}: {body}"

@@ -11,7 +11,7 @@ fn assert_refused(server: &TestServer, answer: &Value, mentions: &str) {
         message.contains(mentions),
         "{message:?} should mention {mentions:?}"
     );
-    assert!(answer.get("result").is_none());
+    assert_eq!(answer["result"], "", "an error's result is empty (§2)");
     assert_eq!(server.contact_count(), 0, "nothing is changed");
 }
 
