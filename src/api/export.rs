@@ -41,7 +41,7 @@ pub fn export_contacts(call: &Call) -> Result<Answer> {
 
 pub fn start_export(call: &Call) -> Result<Answer> {
     let query = export_query(call)?;
-    call.app.exporter.admit(call.store, call.account.id)?;
+    call.app.exporter.admit(call.account.id)?;
     let notify_url = match call.optional("notify_url")? {
         Some(url) if !url.is_empty() => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -63,9 +63,18 @@ pub fn start_export(call: &Call) -> Result<Answer> {
         base_url: call.base_url.to_string(),
         file_token: None,
     };
-    call.store
+    let created = call
+        .store
         .writer()
-        .submit(|reply| Command::CreateExportTask { task, reply })?;
+        .submit(|reply| Command::CreateExportTask {
+            task,
+            max_unfinished: call.app.exporter.limits().unfinished_per_account,
+            reply,
+        });
+    if created.is_err() {
+        call.app.exporter.withdraw(call.account.id);
+    }
+    created?;
     call.app.exporter.enqueue(call.account.id, uuid.clone());
     Ok(Answer::new(json!({"task_uuid": uuid, "status": "new"})))
 }

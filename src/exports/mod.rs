@@ -16,7 +16,7 @@ mod worker;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::store::db::{self, ExportTask};
+use crate::store::db::ExportTask;
 use schedule::Schedule;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -86,15 +86,10 @@ impl Exporter {
         }
     }
 
-    /// Whether the account may start another export now: within its exports a minute and its
-    /// unfinished tasks. Counts the start when it may.
-    pub fn admit(&self, store: &Store, account_id: i64) -> Result<()> {
-        let unfinished = store.read(|conn| db::unfinished_export_count(conn, account_id))?;
-        if unfinished >= self.limits.unfinished_per_account {
-            return Err(Error::Overloaded(
-                "this account's earlier exports are still being written",
-            ));
-        }
+    /// Whether the account may start another export now, within its exports a minute; counts
+    /// the start when it may. (Its unfinished tasks are counted by the writer, which records
+    /// the task: `Command::CreateExportTask`.)
+    pub fn admit(&self, account_id: i64) -> Result<()> {
         let mut recent = self
             .recent_starts
             .lock()
@@ -114,6 +109,21 @@ impl Exporter {
         }
         starts.push_back(now);
         Ok(())
+    }
+
+    /// Takes back the start `admit` counted, for an export that was then refused.
+    pub fn withdraw(&self, account_id: i64) {
+        let mut recent = self
+            .recent_starts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(starts) = recent.get_mut(&account_id) {
+            starts.pop_back();
+        }
+    }
+
+    pub fn limits(&self) -> ExportLimits {
+        self.limits
     }
 
     pub fn enqueue(&self, account_id: i64, uuid: String) {

@@ -8,7 +8,16 @@ use crate::store::db::{Account, AccountRecord, ExportTask};
 use crate::store::writer::UpsertedAccount;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub fn create_export_task(conn: &Connection, task: &ExportTask) -> Result<()> {
+pub fn create_export_task(
+    conn: &Connection,
+    task: &ExportTask,
+    max_unfinished: usize,
+) -> Result<()> {
+    if crate::store::db::unfinished_export_count(conn, task.account_id)? >= max_unfinished {
+        return Err(Error::Overloaded(
+            "this account's earlier exports are still being written",
+        ));
+    }
     conn.prepare_cached(
         "INSERT INTO export_tasks (uuid, account_id, status, request, notify_url, base_url, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

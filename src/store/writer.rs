@@ -101,8 +101,11 @@ pub enum Command {
         reply: Reply<UpsertedAccount>,
     },
     /// Records a new async export task.
+    /// Records a new export task, unless its account already has `max_unfinished` tasks not
+    /// finished (checked here, in the one writer, so that simultaneous calls cannot all pass).
     CreateExportTask {
         task: ExportTask,
+        max_unfinished: usize,
         reply: Reply<()>,
     },
     /// Moves a task to `status`, with its file or the reason it failed.
@@ -524,9 +527,15 @@ fn apply_command(conn: &Connection, command: &Command) -> (Applied, PendingAnswe
             let result = catalog::upsert_account(conn, login, api_key.clone(), *contact_limit);
             answer_after_commit(reply, result, true)
         }
-        Command::CreateExportTask { task, reply } => {
-            answer_after_commit(reply, catalog::create_export_task(conn, task), true)
-        }
+        Command::CreateExportTask {
+            task,
+            max_unfinished,
+            reply,
+        } => answer_after_commit(
+            reply,
+            catalog::create_export_task(conn, task, *max_unfinished),
+            true,
+        ),
         Command::UpdateExportTask {
             uuid,
             status,
