@@ -128,6 +128,10 @@ fn main() {
         max_pages: None,
         public_url: None,
         exports: Default::default(),
+        control: unisender_local::app::ControlOptions {
+            log: unisender_local::http::request_log::LogFormat::Quiet,
+            ..Default::default()
+        },
     })
     .expect("the server starts");
     let mut client = Client::new(server.address());

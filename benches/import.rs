@@ -102,6 +102,10 @@ impl Bench {
             max_pages: None,
             public_url: None,
             exports: Default::default(),
+            control: unisender_local::app::ControlOptions {
+                log: unisender_local::http::request_log::LogFormat::Quiet,
+                ..Default::default()
+            },
         })
         .expect("the server starts");
         let mut client = Client::new(server.address());
@@ -596,6 +600,10 @@ fn main() {
         max_pages: None,
         public_url: None,
         exports: Default::default(),
+        control: unisender_local::app::ControlOptions {
+            log: unisender_local::http::request_log::LogFormat::Quiet,
+            ..Default::default()
+        },
     })
     .expect("the large database reopens");
     let large = Bench {

@@ -1,6 +1,8 @@
 //! What every request can reach: the store, the export worker, and the server's own address.
 
 use crate::exports::Exporter;
+use crate::http::request_log::LogFormat;
+use crate::journal::Journal;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,29 @@ pub struct App {
     /// `http://host:port` that URLs in answers start with (export files): `--public-url`, or
     /// the listening address. Never the request's Host header, which a client chooses.
     pub public_url: String,
+    /// The last API calls (`/_local/requests`).
+    pub journal: Journal,
+    pub control: ControlOptions,
+}
+
+/// The control plane and the request log.
+#[derive(Clone, Debug)]
+pub struct ControlOptions {
+    /// Calls the journal keeps (0: none).
+    pub journal: usize,
+    /// With a token, `/_local/` answers any client that sends it, and only those.
+    pub admin_token: Option<String>,
+    pub log: LogFormat,
+}
+
+impl Default for ControlOptions {
+    fn default() -> ControlOptions {
+        ControlOptions {
+            journal: crate::journal::DEFAULT_CAPACITY,
+            admin_token: None,
+            log: LogFormat::Text,
+        }
+    }
 }
 
 impl App {
@@ -24,6 +49,7 @@ impl App {
         address: SocketAddr,
         public_url: String,
         export_limits: crate::exports::ExportLimits,
+        control: ControlOptions,
     ) -> App {
         let exporter = Exporter::start(
             store.clone(),
@@ -36,6 +62,8 @@ impl App {
             exporter,
             address,
             public_url,
+            journal: Journal::new(control.journal),
+            control,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod export_query;
 pub mod exports;
 pub mod http;
 pub mod import_plan;
+pub mod journal;
 pub mod model;
 pub mod params;
 pub mod priority;

@@ -4,7 +4,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use unisender_local::app::ControlOptions;
 use unisender_local::exports::ExportLimits;
+use unisender_local::http::request_log::LogFormat;
 use unisender_local::http::wire::Limits;
 use unisender_local::server::{ServeConfig, Server, mask_key};
 use unisender_local::store::Store;
@@ -114,6 +116,35 @@ struct ServeArgs {
     #[arg(long, value_name = "MIB", env = "UNISENDER_LOCAL_EXPORTS_QUOTA_MB", default_value_t = 2048,
           value_parser = clap::value_parser!(u64).range(1..))]
     exports_quota_mb: u64,
+    /// API calls kept in the request journal (`GET /_local/requests`); 0 keeps none.
+    #[arg(
+        long,
+        value_name = "CALLS",
+        env = "UNISENDER_LOCAL_JOURNAL",
+        default_value_t = 1000
+    )]
+    journal: usize,
+    /// Opens the control plane (`/_local/`) to any client that sends `Authorization: Bearer
+    /// TOKEN`, and only to those; without it, only clients on this machine are answered.
+    #[arg(long, value_name = "TOKEN", env = "UNISENDER_LOCAL_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// One line per request on stderr, as text or JSON.
+    #[arg(
+        long,
+        value_enum,
+        env = "UNISENDER_LOCAL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormatArg,
+    /// No line per request (errors of the server are still logged).
+    #[arg(long, env = "UNISENDER_LOCAL_QUIET")]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,6 +238,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         exports: ExportLimits {
             quota_bytes: args.exports_quota_mb * 1024 * 1024,
             ..ExportLimits::default()
+        },
+        control: ControlOptions {
+            journal: args.journal,
+            admin_token: args.admin_token.filter(|token| !token.is_empty()),
+            log: match (args.quiet, args.log_format) {
+                (true, _) => LogFormat::Quiet,
+                (false, LogFormatArg::Text) => LogFormat::Text,
+                (false, LogFormatArg::Json) => LogFormat::Json,
+            },
         },
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;

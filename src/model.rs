@@ -316,6 +316,14 @@ impl Timestamp {
         ))
     }
 
+    /// Now as `YYYY-MM-DD hh:mm:ss.mmm` UTC, for logs and the journal.
+    pub fn now_wire_ms() -> String {
+        let format = format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+        );
+        OffsetDateTime::now_utc().format(format).unwrap_or_default()
+    }
+
     /// Writes `YYYY-MM-DD hh:mm:ss` in UTC.
     pub fn wire(self) -> String {
         let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");

@@ -375,6 +375,13 @@ impl Params {
         self.entries.get(name)
     }
 
+    /// Every top-level parameter, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Param)> {
+        self.entries
+            .iter()
+            .map(|(name, param)| (name.as_str(), param))
+    }
+
     /// The value of a plain parameter, if present and not an array.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(Param::as_value)

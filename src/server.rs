@@ -1,7 +1,7 @@
 //! A running server: the store opened, accounts in place, the listener bound, connections
 //! served on their own threads until it is told to stop.
 
-use crate::app::App;
+use crate::app::{App, ControlOptions};
 use crate::error::Error;
 use crate::exports::{ExportLimits, export_dir};
 use crate::http::listen;
@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// What async exports may hold: the directory's quota, each account's share.
     pub exports: ExportLimits,
+    /// The control plane's access and journal, and the request log.
+    pub control: ControlOptions,
 }
 
 /// A server on a free loopback port serving `unisender-local.db`, durable, with the default
@@ -51,6 +53,7 @@ impl Default for ServeConfig {
             max_pages: None,
             public_url: None,
             exports: ExportLimits::default(),
+            control: ControlOptions::default(),
         }
     }
 }
@@ -123,6 +126,7 @@ impl Server {
             address,
             public_url,
             config.exports,
+            config.control,
         ));
         let stopping = Arc::new(AtomicBool::new(false));
         let mut limits = config.limits;

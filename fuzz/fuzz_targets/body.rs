@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         headers,
         body,
         memory: Reservation::default(),
+        peer: None,
     };
     let mut memory = Reservation::default();
     let Ok(form) = Form::read(&request, 1 << 20, &mut memory) else {

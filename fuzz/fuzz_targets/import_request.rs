@@ -48,6 +48,10 @@ fn app() -> &'static App {
             SocketAddr::from(([127, 0, 0, 1], 1)),
             "http://127.0.0.1:1".into(),
             Default::default(),
+            unisender_local::app::ControlOptions {
+            log: unisender_local::http::request_log::LogFormat::Quiet,
+            ..Default::default()
+        },
         );
         (app, dir)
     })
@@ -75,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
         )],
         body,
         memory: Default::default(),
+        peer: None,
     };
     let answer = routes::handle(app, 32 * 1024 * 1024, request);
     assert!(

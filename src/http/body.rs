@@ -395,6 +395,7 @@ mod tests {
                 .collect(),
             body: body.to_vec(),
             memory: Reservation::default(),
+            peer: None,
         }
     }
 

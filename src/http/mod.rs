@@ -4,8 +4,10 @@
 //! (`routes`).
 
 pub mod body;
+pub mod control;
 pub mod listen;
 pub mod memory;
+pub mod request_log;
 pub mod routes;
 pub mod slots;
 pub mod wire;

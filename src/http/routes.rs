@@ -4,20 +4,65 @@ use crate::api::{self, Answer};
 use crate::app::App;
 use crate::error::{Error, ErrorCode};
 use crate::http::body::{BodyError, Form};
+use crate::http::control;
 use crate::http::memory::Reservation;
+use crate::http::request_log::{self, Seen};
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
+use crate::journal::{JournalEntry, render_params};
+use crate::model::Timestamp;
 use crate::params::Params;
 use crate::store::db::Account;
 use serde_json::{Value, json};
+use std::time::Instant;
 
 const LANGUAGES: [&str; 4] = ["en", "ru", "ua", "it"];
 
-/// Answers one request.
-pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpResponse {
+/// Answers one request, logs it, and records an API call in the journal.
+pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse {
+    let started = Instant::now();
+    let peer = request.peer;
     let path = request
         .target
         .split_once('?')
-        .map_or(request.target.as_str(), |(p, _)| p);
+        .map_or(request.target.as_str(), |(p, _)| p)
+        .to_string();
+    let mut seen = Seen::default();
+    let mut journal = None;
+    let response = route(app, max_body, request, &path, &mut seen, &mut journal);
+    let elapsed = started.elapsed();
+    request_log::write(
+        app.control.log,
+        peer,
+        &path,
+        &seen,
+        response.status,
+        elapsed,
+    );
+    if let Some((params, outcome)) = journal {
+        app.journal.record(JournalEntry {
+            id: 0,
+            time: Timestamp::now_wire_ms(),
+            account: seen.account,
+            method: seen.method.unwrap_or_default(),
+            params,
+            status: response.status,
+            outcome,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
+        });
+    }
+    response
+}
+
+/// The answer to a request at `path`; what the log and the journal need is left in `seen` and
+/// `journal` (an API call's rendered parameters and outcome).
+fn route(
+    app: &App,
+    max_body: usize,
+    mut request: HttpRequest,
+    path: &str,
+    seen: &mut Seen,
+    journal: &mut Option<(Value, Value)>,
+) -> HttpResponse {
     if path == "/_local/health" {
         return match request.method.as_str() {
             // HEAD too, for load balancers and container health checks (`wire` drops the body).
@@ -26,10 +71,14 @@ pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpRespo
         };
     }
     if let Some(file) = path.strip_prefix("/_local/exports/") {
+        // The API's own download links: keyless and unguessable, as the real service's.
         return match request.method.as_str() {
             "GET" => export_file(app, file),
             _ => method_not_allowed(),
         };
+    }
+    if path.starts_with("/_local/") {
+        return control::handle(app, &request, path);
     }
     let Some(name) = api_method(path) else {
         return envelope(404, &error_body("no such path", "unknown_method"), &[]);
@@ -37,6 +86,7 @@ pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpRespo
     if request.method != "GET" && request.method != "POST" {
         return method_not_allowed();
     }
+    seen.method = Some(name.to_string());
     let Some(method) = api::method(name) else {
         return error_answer(Error::api(
             ErrorCode::UnknownMethod,
@@ -51,9 +101,68 @@ pub fn handle(app: &App, max_body: usize, mut request: HttpRequest) -> HttpRespo
     };
     // The parameters own their text now: the body's bytes can go before the call runs.
     drop(request);
-    match params.and_then(|(account, params)| api::call(app, method, account, &params)) {
+    let (account, params) = match params {
+        Ok(found) => found,
+        Err(error) => {
+            // Without a valid key the form is never decoded: the call is journaled without
+            // its parameters.
+            let code = error_code(&error);
+            seen.code = Some(code.to_string());
+            if app.journal.is_enabled() {
+                *journal = Some((Value::Null, json!({"code": code})));
+            }
+            return error_answer(error);
+        }
+    };
+    seen.account = Some(account.login.clone());
+    if name == "importContacts" {
+        seen.rows = params
+            .get("data")
+            .and_then(|data| data.as_array())
+            .map(|rows| rows.len());
+    }
+    let rendered = app.journal.is_enabled().then(|| render_params(&params));
+    let result = api::call(app, method, account, &params);
+    let outcome = match &result {
+        Ok(answer) if name == "importContacts" => summary(&answer.result),
+        Ok(_) => json!({"result": "ok"}),
+        Err(error) => {
+            let code = error_code(error);
+            seen.code = Some(code.to_string());
+            json!({"code": code})
+        }
+    };
+    *journal = rendered.map(|params| (params, outcome));
+    match result {
         Ok(answer) => success(answer),
         Err(error) => error_answer(error),
+    }
+}
+
+/// An import's counters, for the journal.
+fn summary(result: &Value) -> Value {
+    let mut counters = serde_json::Map::new();
+    for name in [
+        "total",
+        "inserted",
+        "updated",
+        "deleted",
+        "new_emails",
+        "invalid",
+    ] {
+        if let Some(count) = result.get(name) {
+            counters.insert(name.to_string(), count.clone());
+        }
+    }
+    Value::Object(counters)
+}
+
+/// The wire code an error is answered with.
+fn error_code(error: &Error) -> &'static str {
+    match error {
+        Error::Api { code, .. } => code.wire(),
+        Error::Overloaded(_) => ErrorCode::RetryLater.wire(),
+        Error::Internal(_) => ErrorCode::Unspecified.wire(),
     }
 }
 

@@ -61,6 +61,8 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
     /// The part of the memory budget the body holds; decoding grows it (`body.rs`).
     pub memory: Reservation,
+    /// The client's address; None for a request made in-process (tests, fuzzing).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl HttpRequest {
@@ -300,6 +302,7 @@ impl Connection {
             (&self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         request.memory = self.limits.memory.reservation();
+        request.peer = self.stream.peer_addr().ok();
         request.body = match (chunked, length) {
             (true, _) => self.read_chunked(&mut request.memory, deadline)?,
             (false, Some(n)) => self.read_exact_body(n, &mut request.memory, deadline)?,
@@ -478,6 +481,7 @@ fn parse_head(head: &[u8]) -> Result<HttpRequest, ReadFailure> {
         headers,
         body: Vec::new(),
         memory: Reservation::default(),
+        peer: None,
     })
 }
 

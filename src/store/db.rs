@@ -152,7 +152,7 @@ pub fn account_by_key(conn: &Connection, key: &str) -> Result<Option<Account>> {
 }
 
 /// Compares two keys in time that depends on their lengths only.
-fn keys_equal(a: &[u8], b: &[u8]) -> bool {
+pub fn keys_equal(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -33,6 +33,10 @@ fn app(dir: &tempfile::TempDir) -> App {
         SocketAddr::from(([127, 0, 0, 1], 1)),
         "http://127.0.0.1:1".into(),
         Default::default(),
+        unisender_local::app::ControlOptions {
+            log: unisender_local::http::request_log::LogFormat::Quiet,
+            ..Default::default()
+        },
     )
 }
 
@@ -113,6 +117,7 @@ proptest! {
             headers: vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
             body,
             memory: Default::default(),
+            peer: None,
         };
         let answer = routes::handle(&app, 32 * 1024 * 1024, request);
         prop_assert!(matches!(answer.status, 200 | 413), "status {}", answer.status);
@@ -138,7 +143,7 @@ proptest! {
         if gzip {
             headers.push(("Content-Encoding".into(), "gzip".into()));
         }
-        let request = HttpRequest { method: "POST".into(), target: format!("{path}?api_key={KEY}"), headers, body, memory: Default::default() };
+        let request = HttpRequest { method: "POST".into(), target: format!("{path}?api_key={KEY}"), headers, body, memory: Default::default(), peer: None };
         let answer = routes::handle(&app, 1024 * 1024, request);
         let Body::Bytes(bytes) = answer.body else { panic!("a JSON body") };
         let json: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");

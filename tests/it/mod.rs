@@ -2,6 +2,7 @@ mod accounts;
 mod catalog;
 mod cli;
 mod contacts;
+mod control;
 mod export;
 mod export_async;
 mod fidelity;

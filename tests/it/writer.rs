@@ -25,6 +25,10 @@ fn server(dir: &tempfile::TempDir, writer: WriterOptions) -> Server {
         max_pages: None,
         public_url: None,
         exports: Default::default(),
+        control: unisender_local::app::ControlOptions {
+            log: unisender_local::http::request_log::LogFormat::Quiet,
+            ..Default::default()
+        },
     })
     .expect("the server starts")
 }

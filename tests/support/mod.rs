@@ -62,7 +62,9 @@ impl TestServer {
                 ])
                 .arg(&db)
                 .args(extra)
-                .env_remove("UNISENDER_LOCAL_ACCOUNTS"),
+                .env_remove("UNISENDER_LOCAL_ACCOUNTS")
+                // A line per request would bury the test output; `control.rs` tests the log.
+                .env("UNISENDER_LOCAL_QUIET", "true"),
         );
         TestServer {
             child: Some(served.child),

@@ -41,7 +41,8 @@ pub fn serving(db: &std::path::Path, account: &str) -> Command {
             account,
             "--db",
         ])
-        .arg(db);
+        .arg(db)
+        .env("UNISENDER_LOCAL_QUIET", "true");
     command
 }
 
