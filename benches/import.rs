@@ -88,6 +88,11 @@ struct Bench {
 
 impl Bench {
     fn start(durability: Durability, batch_rows: usize) -> Bench {
+        Bench::start_journaling(durability, batch_rows, 0)
+    }
+
+    /// A server whose request journal keeps `journal` calls (the binary's default is 1000).
+    fn start_journaling(durability: Durability, batch_rows: usize, journal: usize) -> Bench {
         let dir = tempfile::tempdir().expect("a temp dir");
         let server = Server::start(ServeConfig {
             db: dir.path().join("bench.db"),
@@ -104,6 +109,7 @@ impl Bench {
             exports: Default::default(),
             control: unisender_local::app::ControlOptions {
                 log: unisender_local::http::request_log::LogFormat::Quiet,
+                journal,
                 ..Default::default()
             },
         })
@@ -522,6 +528,23 @@ fn main() {
         "purge_soon_vs_delayed",
     );
     drop(bench);
+
+    // The request journal records every call (its parameters rendered, `data` up to 64 KiB):
+    // what that costs the whole HTTP path, fresh databases, interleaved.
+    let (mut plain, mut journaled) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let without = Bench::start_journaling(Durability::Full, BATCH_ROWS, 0);
+        plain.push(without.http(0..calls, 0, 4));
+        drop(without);
+        let with = Bench::start_journaling(Durability::Full, BATCH_ROWS, 1000);
+        journaled.push(with.http(0..calls, 0, 4));
+        drop(with);
+    }
+    report_pair(
+        ("http_new_4_clients_no_journal", &plain),
+        ("http_new_4_clients_with_journal", &journaled),
+        "journal_vs_none",
+    );
 
     // Group commit against one transaction per call: 16 clients, durable, fresh databases.
     let (mut group_commit, mut per_call) = (Vec::new(), Vec::new());
