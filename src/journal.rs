@@ -2,36 +2,148 @@
 //! application sent (as WireMock's request journal). Bounded in entries and, per entry, in
 //! bytes: `data` is kept whole up to 64 KiB and then cut with a marker, and the key is masked.
 
+use crate::model::Timestamp;
 use crate::params::{Key, Param, Params};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 /// The default number of calls kept.
 pub const DEFAULT_CAPACITY: usize = 1000;
+/// The most the kept calls' parameters may hold in memory; the oldest go first beyond it
+/// (a thousand imports of tiny values would otherwise hold hundreds of megabytes).
+const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes of values kept per entry for `data`, and for every other parameter together.
 const DATA_BYTES: usize = 64 * 1024;
 const OTHER_BYTES: usize = 64 * 1024;
 /// What stands where the rest of a cut value or array was.
 const CUT_MARKER: &str = "…cut at 64 KiB";
 
-/// One recorded call.
-#[derive(Clone, Debug, Serialize)]
+/// One recorded call. Its parameters are kept as decoded (bounded when recorded, rendered as
+/// JSON only when listed), so that recording costs an import call nothing measurable.
+#[derive(Debug)]
 pub struct JournalEntry {
     pub id: u64,
-    /// When the call arrived, `YYYY-MM-DD hh:mm:ss.mmm` UTC.
-    pub time: String,
+    /// When the call arrived.
+    pub time: SystemTime,
     /// The login of the account whose key the call carried, once the key was valid.
     pub account: Option<String>,
     /// The method as in the path (`importContacts`, `async/exportContacts`).
     pub method: String,
-    /// The decoded parameters, `api_key` masked to its last four characters.
-    pub params: Value,
+    /// The decoded parameters (none when the key was refused before decoding), bounded.
+    pub params: Option<BoundedParams>,
     pub status: u16,
     /// The error code, or a summary of the result (an import's counters).
     pub outcome: Value,
     pub duration_ms: f64,
+}
+
+impl JournalEntry {
+    fn footprint(&self) -> usize {
+        self.params.as_ref().map_or(0, |p| p.footprint)
+    }
+
+    /// The entry as `/_local/requests` shows it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "time": Timestamp::wire_ms(self.time),
+            "account": self.account,
+            "method": self.method,
+            "params": self.params.as_ref().map_or(Value::Null, BoundedParams::to_json),
+            "status": self.status,
+            "outcome": self.outcome,
+            "duration_ms": self.duration_ms,
+        })
+    }
+}
+
+/// A call's parameters cut to the journal's bounds: `data` to 64 KiB of values, the others to
+/// another 64 KiB together.
+#[derive(Debug)]
+pub struct BoundedParams {
+    params: Params,
+    data_cut: bool,
+    others_cut: bool,
+    /// About what `params` holds in memory.
+    footprint: usize,
+}
+
+impl BoundedParams {
+    /// Takes the call's parameters (they would be dropped otherwise) and cuts them: a walk over
+    /// value lengths, nothing copied.
+    pub fn new(mut params: Params) -> BoundedParams {
+        let mut data_cut = false;
+        match params.get_mut("data") {
+            Some(Param::Array(rows)) => data_cut = rows.keep_within(&mut { DATA_BYTES }),
+            Some(Param::Value(text)) if text.len() > DATA_BYTES => {
+                truncate_at_char(text, DATA_BYTES);
+                data_cut = true;
+            }
+            _ => {}
+        }
+        let mut budget = OTHER_BYTES;
+        let too_large: Vec<String> = params
+            .iter()
+            .filter(|(name, _)| *name != "data")
+            .filter_map(|(name, param)| {
+                let bytes = param.value_bytes();
+                if bytes <= budget {
+                    budget -= bytes;
+                    None
+                } else {
+                    Some(name.to_string())
+                }
+            })
+            .collect();
+        for name in &too_large {
+            params.remove(name);
+        }
+        let footprint = params
+            .iter()
+            .map(|(name, p)| name.len() + p.footprint())
+            .sum();
+        BoundedParams {
+            params,
+            data_cut,
+            others_cut: !too_large.is_empty(),
+            footprint,
+        }
+    }
+
+    /// Arrays as objects by key, `api_key` masked, a marker where something was cut.
+    pub fn to_json(&self) -> Value {
+        let mut rendered = Map::new();
+        for (name, param) in self.params.iter() {
+            let mut value = match (name, param) {
+                ("api_key", Param::Value(key)) => Value::String(masked_key(key)),
+                _ => render(param),
+            };
+            if name == "data" && self.data_cut {
+                match &mut value {
+                    Value::Object(rows) => {
+                        rows.insert("…".into(), CUT_MARKER.into());
+                    }
+                    Value::String(text) => text.push_str(CUT_MARKER),
+                    _ => {}
+                }
+            }
+            rendered.insert(name.to_string(), value);
+        }
+        if self.others_cut {
+            rendered.insert("…".into(), CUT_MARKER.into());
+        }
+        Value::Object(rendered)
+    }
+}
+
+fn truncate_at_char(text: &mut String, bytes: usize) {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
 }
 
 /// Which entries to list.
@@ -53,6 +165,8 @@ pub struct Journal {
 struct Ring {
     next_id: u64,
     entries: VecDeque<Arc<JournalEntry>>,
+    /// The kept entries' parameters' footprint.
+    bytes: usize,
 }
 
 impl Journal {
@@ -63,6 +177,7 @@ impl Journal {
             ring: Mutex::new(Ring {
                 next_id: 1,
                 entries: VecDeque::new(),
+                bytes: 0,
             }),
         }
     }
@@ -85,10 +200,15 @@ impl Journal {
         let mut ring = self.lock();
         entry.id = ring.next_id;
         ring.next_id += 1;
-        if ring.entries.len() == self.capacity {
-            ring.entries.pop_front();
-        }
+        ring.bytes += entry.footprint();
         ring.entries.push_back(Arc::new(entry));
+        while ring.entries.len() > self.capacity
+            || (ring.bytes > MAX_BYTES && ring.entries.len() > 1)
+        {
+            if let Some(oldest) = ring.entries.pop_front() {
+                ring.bytes -= oldest.footprint();
+            }
+        }
     }
 
     /// The entries that pass `filter`, newest first.
@@ -110,6 +230,7 @@ impl Journal {
         let mut ring = self.lock();
         let count = ring.entries.len();
         ring.entries.clear();
+        ring.bytes = 0;
         count
     }
 }
@@ -121,49 +242,17 @@ pub fn masked_key(key: &str) -> String {
     format!("…{shown}")
 }
 
-/// The parameters as JSON: arrays as objects by key, `api_key` masked, `data` kept up to 64 KiB
-/// of values and the rest of the parameters up to another 64 KiB, each cut with a marker.
-pub fn render_params(params: &Params) -> Value {
-    let mut other_budget = OTHER_BYTES;
-    let mut rendered = Map::new();
-    for (name, param) in params.iter() {
-        let value = match (name, param) {
-            ("api_key", Param::Value(key)) => Value::String(masked_key(key)),
-            ("data", _) => render(param, &mut { DATA_BYTES }),
-            _ => render(param, &mut other_budget),
-        };
-        rendered.insert(name.to_string(), value);
-    }
-    Value::Object(rendered)
-}
-
-/// One parameter within `budget` bytes of values; what does not fit becomes the marker.
-fn render(param: &Param, budget: &mut usize) -> Value {
+fn render(param: &Param) -> Value {
     match param {
-        Param::Value(text) if text.len() <= *budget => {
-            *budget -= text.len();
-            Value::String(text.clone())
-        }
-        Param::Value(text) => {
-            let mut end = (*budget).min(text.len());
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            *budget = 0;
-            Value::String(format!("{}{CUT_MARKER}", &text[..end]))
-        }
+        Param::Value(text) => Value::String(text.clone()),
         Param::Array(entries) => {
             let mut object = Map::new();
             for (key, entry) in entries {
-                if *budget == 0 {
-                    object.insert("…".into(), Value::String(CUT_MARKER.into()));
-                    break;
-                }
                 let key = match key {
                     Key::Index(index) => index.to_string(),
                     Key::Name(name) => name.clone(),
                 };
-                object.insert(key, render(entry, budget));
+                object.insert(key, render(entry));
             }
             Value::Object(object)
         }
@@ -177,10 +266,10 @@ mod tests {
     fn entry(method: &str, account: &str) -> JournalEntry {
         JournalEntry {
             id: 0,
-            time: String::new(),
+            time: SystemTime::now(),
             account: Some(account.into()),
             method: method.into(),
-            params: Value::Null,
+            params: None,
             status: 200,
             outcome: Value::Null,
             duration_ms: 0.0,
@@ -220,7 +309,7 @@ mod tests {
             form.push_str(&format!("&data[{row}][0]={}", "x".repeat(40)));
         }
         let params = Params::from_urlencoded(form.as_bytes()).unwrap();
-        let rendered = render_params(&params);
+        let rendered = BoundedParams::new(params).to_json();
         assert_eq!(rendered["api_key"], "…1234");
         assert_eq!(rendered["title"], "T");
         let data = rendered["data"].as_object().unwrap();

@@ -318,10 +318,17 @@ impl Timestamp {
 
     /// Now as `YYYY-MM-DD hh:mm:ss.mmm` UTC, for logs and the journal.
     pub fn now_wire_ms() -> String {
+        Timestamp::wire_ms(std::time::SystemTime::now())
+    }
+
+    /// A moment as `YYYY-MM-DD hh:mm:ss.mmm` UTC, for logs and the journal.
+    pub fn wire_ms(moment: std::time::SystemTime) -> String {
         let format = format_description!(
             "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
         );
-        OffsetDateTime::now_utc().format(format).unwrap_or_default()
+        OffsetDateTime::from(moment)
+            .format(format)
+            .unwrap_or_default()
     }
 
     /// Writes `YYYY-MM-DD hh:mm:ss` in UTC.

@@ -190,6 +190,63 @@ impl ParamArray {
     }
 }
 
+impl ParamArray {
+    /// Keeps the entries, in key order, whose values fit in `budget` bytes all together, and
+    /// takes what they use from it; true when some were dropped. (The journal keeps `data` up
+    /// to 64 KiB this way: a walk over lengths, no copy.)
+    pub fn keep_within(&mut self, budget: &mut usize) -> bool {
+        let mut fits = |param: &Param| {
+            let bytes = param.value_bytes();
+            let fits = bytes <= *budget;
+            if fits {
+                *budget -= bytes;
+            }
+            fits
+        };
+        match &mut self.0 {
+            Entries::InOrder(entries) => {
+                let kept = entries.iter().take_while(|(_, p)| fits(p)).count();
+                let cut = kept < entries.len();
+                entries.truncate(kept);
+                cut
+            }
+            Entries::Tree(entries) => {
+                let first_out = entries
+                    .iter()
+                    .find(|(_, p)| !fits(p))
+                    .map(|(k, _)| k.clone());
+                match first_out {
+                    Some(key) => {
+                        entries.split_off(&key);
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+}
+
+impl Param {
+    /// The bytes of every value in this parameter.
+    pub fn value_bytes(&self) -> usize {
+        match self {
+            Param::Value(text) => text.len(),
+            Param::Array(entries) => entries.values().map(Param::value_bytes).sum(),
+        }
+    }
+
+    /// About what this parameter holds in memory: its values' bytes and a node's worth for
+    /// each value and array.
+    pub fn footprint(&self) -> usize {
+        const NODE: usize = 96;
+        match self {
+            Param::Value(text) => text.len() + NODE,
+            Param::Array(entries) => NODE + entries.values().map(Param::footprint).sum::<usize>(),
+        }
+    }
+}
+
 /// The entries of a `ParamArray` in key order.
 pub enum Iter<'a> {
     InOrder(std::slice::Iter<'a, (Key, Param)>),
@@ -373,6 +430,16 @@ impl Params {
 
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.entries.get(name)
+    }
+
+    /// The top-level parameter `name`, to change it.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Param> {
+        self.entries.get_mut(name)
+    }
+
+    /// Removes the top-level parameter `name`.
+    pub fn remove(&mut self, name: &str) -> Option<Param> {
+        self.entries.remove(name)
     }
 
     /// Every top-level parameter, by name.

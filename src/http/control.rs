@@ -28,9 +28,12 @@ pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
     match (request.method.as_str(), path) {
         ("GET", "/_local/requests") => match journal_filter(&query) {
             Ok(filter) => {
-                let entries = app.journal.list(&filter);
-                let entries: Vec<&crate::journal::JournalEntry> =
-                    entries.iter().map(|entry| &**entry).collect();
+                let entries: Vec<Value> = app
+                    .journal
+                    .list(&filter)
+                    .iter()
+                    .map(|entry| entry.to_json())
+                    .collect();
                 answer(200, &json!({"requests": entries}))
             }
             Err(why) => answer(400, &error(&why, "invalid_arg")),

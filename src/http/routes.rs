@@ -8,8 +8,7 @@ use crate::http::control;
 use crate::http::memory::Reservation;
 use crate::http::request_log::{self, Seen};
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
-use crate::journal::{JournalEntry, render_params};
-use crate::model::Timestamp;
+use crate::journal::{BoundedParams, JournalEntry};
 use crate::params::Params;
 use crate::store::db::Account;
 use serde_json::{Value, json};
@@ -26,6 +25,7 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
         .split_once('?')
         .map_or(request.target.as_str(), |(p, _)| p)
         .to_string();
+    let arrived = std::time::SystemTime::now();
     let mut seen = Seen::default();
     let mut journal = None;
     let response = route(app, max_body, request, &path, &mut seen, &mut journal);
@@ -41,7 +41,7 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
     if let Some((params, outcome)) = journal {
         app.journal.record(JournalEntry {
             id: 0,
-            time: Timestamp::now_wire_ms(),
+            time: arrived,
             account: seen.account,
             method: seen.method.unwrap_or_default(),
             params,
@@ -61,7 +61,7 @@ fn route(
     mut request: HttpRequest,
     path: &str,
     seen: &mut Seen,
-    journal: &mut Option<(Value, Value)>,
+    journal: &mut Option<(Option<BoundedParams>, Value)>,
 ) -> HttpResponse {
     if path == "/_local/health" {
         return match request.method.as_str() {
@@ -109,7 +109,7 @@ fn route(
             let code = error_code(&error);
             seen.code = Some(code.to_string());
             if app.journal.is_enabled() {
-                *journal = Some((Value::Null, json!({"code": code})));
+                *journal = Some((None, json!({"code": code})));
             }
             return error_answer(error);
         }
@@ -121,7 +121,6 @@ fn route(
             .and_then(|data| data.as_array())
             .map(|rows| rows.len());
     }
-    let rendered = app.journal.is_enabled().then(|| render_params(&params));
     let result = api::call(app, method, account, &params);
     let outcome = match &result {
         Ok(answer) if name == "importContacts" => summary(&answer.result),
@@ -132,7 +131,10 @@ fn route(
             json!({"code": code})
         }
     };
-    *journal = rendered.map(|params| (params, outcome));
+    if app.journal.is_enabled() {
+        // The parameters would be dropped here: the journal keeps them instead, cut to bounds.
+        *journal = Some((Some(BoundedParams::new(params)), outcome));
+    }
     match result {
         Ok(answer) => success(answer),
         Err(error) => error_answer(error),
