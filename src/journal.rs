@@ -4,15 +4,15 @@
 
 use crate::model::Timestamp;
 use crate::params::{Key, Param, Params};
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 /// The default number of calls kept.
 pub const DEFAULT_CAPACITY: usize = 1000;
-/// The most the kept calls' parameters may hold in memory; the oldest go first beyond it
-/// (a thousand imports of tiny values would otherwise hold hundreds of megabytes).
+/// The most the kept calls' parameters may hold in memory; the oldest go first beyond it.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes of values kept per entry for `data`, and for every other parameter together.
 const DATA_BYTES: usize = 64 * 1024;
@@ -41,7 +41,7 @@ pub struct JournalEntry {
 
 impl JournalEntry {
     fn footprint(&self) -> usize {
-        self.params.as_ref().map_or(0, |p| p.footprint)
+        self.params.as_ref().map_or(0, BoundedParams::footprint)
     }
 
     /// The entry as `/_local/requests` shows it.
@@ -59,20 +59,16 @@ impl JournalEntry {
     }
 }
 
-/// A call's parameters cut to the journal's bounds: `data` to 64 KiB of values, the others to
-/// another 64 KiB together.
+/// A call's parameters cut to the journal's bounds (`data` to 64 KiB of values, the others to
+/// another 64 KiB together) and written as compact JSON at once, `api_key` masked: one string
+/// per call, and the parameter tree freed as before, so that the allocator reuses it.
 #[derive(Debug)]
 pub struct BoundedParams {
-    params: Params,
-    data_cut: bool,
-    others_cut: bool,
-    /// About what `params` holds in memory.
-    footprint: usize,
+    json: String,
 }
 
 impl BoundedParams {
-    /// Takes the call's parameters (they would be dropped otherwise) and cuts them: a walk over
-    /// value lengths, nothing copied.
+    /// Cuts the call's parameters (a walk over value lengths) and writes what is kept.
     pub fn new(mut params: Params) -> BoundedParams {
         let mut data_cut = false;
         match params.get_mut("data") {
@@ -100,41 +96,83 @@ impl BoundedParams {
         for name in &too_large {
             params.remove(name);
         }
-        let footprint = params
-            .iter()
-            .map(|(name, p)| name.len() + p.footprint())
-            .sum();
-        BoundedParams {
-            params,
+        let view = ParamsJson {
+            params: &params,
             data_cut,
             others_cut: !too_large.is_empty(),
-            footprint,
+        };
+        BoundedParams {
+            json: serde_json::to_string(&view).unwrap_or_default(),
         }
+    }
+
+    fn footprint(&self) -> usize {
+        self.json.capacity()
     }
 
     /// Arrays as objects by key, `api_key` masked, a marker where something was cut.
     pub fn to_json(&self) -> Value {
-        let mut rendered = Map::new();
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// The parameters as the journal writes them.
+struct ParamsJson<'a> {
+    params: &'a Params,
+    data_cut: bool,
+    others_cut: bool,
+}
+
+impl Serialize for ParamsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
         for (name, param) in self.params.iter() {
-            let mut value = match (name, param) {
-                ("api_key", Param::Value(key)) => Value::String(masked_key(key)),
-                _ => render(param),
-            };
-            if name == "data" && self.data_cut {
-                match &mut value {
-                    Value::Object(rows) => {
-                        rows.insert("…".into(), CUT_MARKER.into());
-                    }
-                    Value::String(text) => text.push_str(CUT_MARKER),
-                    _ => {}
+            match (name, param) {
+                ("api_key", Param::Value(key)) => map.serialize_entry(name, &masked_key(key))?,
+                ("data", _) if self.data_cut => {
+                    map.serialize_entry(name, &ParamJson { param, cut: true })?
                 }
+                _ => map.serialize_entry(name, &ParamJson { param, cut: false })?,
             }
-            rendered.insert(name.to_string(), value);
         }
         if self.others_cut {
-            rendered.insert("…".into(), CUT_MARKER.into());
+            map.serialize_entry("…", CUT_MARKER)?;
         }
-        Value::Object(rendered)
+        map.end()
+    }
+}
+
+/// One parameter: a value as a string, an array as an object by key; `cut` adds the marker.
+struct ParamJson<'a> {
+    param: &'a Param,
+    cut: bool,
+}
+
+impl Serialize for ParamJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.param {
+            Param::Value(text) if self.cut => {
+                serializer.serialize_str(&format!("{text}{CUT_MARKER}"))
+            }
+            Param::Value(text) => serializer.serialize_str(text),
+            Param::Array(entries) => {
+                let mut map = serializer.serialize_map(None)?;
+                for (key, entry) in entries {
+                    let entry = ParamJson {
+                        param: entry,
+                        cut: false,
+                    };
+                    match key {
+                        Key::Index(index) => map.serialize_entry(index, &entry)?,
+                        Key::Name(name) => map.serialize_entry(name, &entry)?,
+                    }
+                }
+                if self.cut {
+                    map.serialize_entry("…", CUT_MARKER)?;
+                }
+                map.end()
+            }
+        }
     }
 }
 
@@ -240,23 +278,6 @@ pub fn masked_key(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
     let shown: String = chars[chars.len().saturating_sub(4)..].iter().collect();
     format!("…{shown}")
-}
-
-fn render(param: &Param) -> Value {
-    match param {
-        Param::Value(text) => Value::String(text.clone()),
-        Param::Array(entries) => {
-            let mut object = Map::new();
-            for (key, entry) in entries {
-                let key = match key {
-                    Key::Index(index) => index.to_string(),
-                    Key::Name(name) => name.clone(),
-                };
-                object.insert(key, render(entry));
-            }
-            Value::Object(object)
-        }
-    }
 }
 
 #[cfg(test)]

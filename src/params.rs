@@ -235,16 +235,6 @@ impl Param {
             Param::Array(entries) => entries.values().map(Param::value_bytes).sum(),
         }
     }
-
-    /// About what this parameter holds in memory: its values' bytes and a node's worth for
-    /// each value and array.
-    pub fn footprint(&self) -> usize {
-        const NODE: usize = 96;
-        match self {
-            Param::Value(text) => text.len() + NODE,
-            Param::Array(entries) => NODE + entries.values().map(Param::footprint).sum::<usize>(),
-        }
-    }
 }
 
 /// The entries of a `ParamArray` in key order.
