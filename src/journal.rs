@@ -4,7 +4,6 @@
 
 use crate::model::Timestamp;
 use crate::params::{Key, Param, Params};
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -196,30 +195,8 @@ pub struct JournalFilter {
 }
 
 pub struct Journal {
-    inner: Arc<Inner>,
-    /// Calls on their way in: cutting and writing their parameters is done off the request's
-    /// thread (a closed-loop client would wait for it), by the journal's thread or by whoever
-    /// lists or clears next, so that a listing always includes every call answered before it.
-    incoming: Option<Sender<PendingCall>>,
-}
-
-struct Inner {
     capacity: usize,
     ring: Mutex<Ring>,
-    queue: Receiver<PendingCall>,
-}
-
-/// A call as the server hands it to the journal: its parameters still as decoded.
-#[derive(Debug)]
-pub struct PendingCall {
-    pub time: SystemTime,
-    pub account: Option<String>,
-    pub method: String,
-    /// None when the key was refused before the form was decoded.
-    pub params: Option<Params>,
-    pub status: u16,
-    pub outcome: Value,
-    pub duration_ms: f64,
 }
 
 #[derive(Default)]
@@ -230,68 +207,51 @@ struct Ring {
     bytes: usize,
 }
 
-/// Calls waiting to be written before the request's own thread writes one itself.
-const QUEUE: usize = 1024;
-
 impl Journal {
-    /// A journal keeping the last `capacity` calls (0 keeps none, and starts no thread).
+    /// A journal keeping the last `capacity` calls (0 keeps none).
     pub fn new(capacity: usize) -> Journal {
-        let (sender, queue) = bounded(QUEUE);
-        let inner = Arc::new(Inner {
+        Journal {
             capacity,
             ring: Mutex::new(Ring {
                 next_id: 1,
                 entries: VecDeque::new(),
                 bytes: 0,
             }),
-            queue,
-        });
-        let mut incoming = None;
-        if capacity > 0 {
-            let worker = inner.clone();
-            let spawned = std::thread::Builder::new()
-                .name("journal".into())
-                .spawn(move || {
-                    crate::priority::below_writer();
-                    while let Ok(call) = worker.queue.recv() {
-                        let mut ring = worker.lock();
-                        worker.store(&mut ring, call);
-                        worker.drain(&mut ring);
-                    }
-                });
-            if spawned.is_ok() {
-                incoming = Some(sender);
-            }
         }
-        Journal { inner, incoming }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        self.ring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.inner.capacity > 0
+        self.capacity > 0
     }
 
-    /// Records a call (its id is given when it is written); the oldest goes when the journal
-    /// is full.
-    pub fn record(&self, call: PendingCall) {
-        if self.inner.capacity == 0 {
+    /// Records a call (its `id` is given here); the oldest goes when the journal is full.
+    pub fn record(&self, mut entry: JournalEntry) {
+        if self.capacity == 0 {
             return;
         }
-        let call = match &self.incoming {
-            Some(incoming) => match incoming.try_send(call) {
-                Ok(()) => return,
-                Err(TrySendError::Full(call) | TrySendError::Disconnected(call)) => call,
-            },
-            None => call,
-        };
-        let mut ring = self.inner.lock();
-        self.inner.drain(&mut ring);
-        self.inner.store(&mut ring, call);
+        let mut ring = self.lock();
+        entry.id = ring.next_id;
+        ring.next_id += 1;
+        ring.bytes += entry.footprint();
+        ring.entries.push_back(Arc::new(entry));
+        while ring.entries.len() > self.capacity
+            || (ring.bytes > MAX_BYTES && ring.entries.len() > 1)
+        {
+            if let Some(oldest) = ring.entries.pop_front() {
+                ring.bytes -= oldest.footprint();
+            }
+        }
     }
 
     /// The entries that pass `filter`, newest first.
     pub fn list(&self, filter: &JournalFilter) -> Vec<Arc<JournalEntry>> {
-        let mut ring = self.inner.lock();
-        self.inner.drain(&mut ring);
+        let ring = self.lock();
         ring.entries
             .iter()
             .rev()
@@ -305,50 +265,11 @@ impl Journal {
 
     /// Forgets every entry; answers how many there were. Ids go on from where they were.
     pub fn clear(&self) -> usize {
-        let mut ring = self.inner.lock();
-        self.inner.drain(&mut ring);
+        let mut ring = self.lock();
         let count = ring.entries.len();
         ring.entries.clear();
         ring.bytes = 0;
         count
-    }
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Ring> {
-        self.ring
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Writes every call waiting in the queue.
-    fn drain(&self, ring: &mut Ring) {
-        while let Ok(call) = self.queue.try_recv() {
-            self.store(ring, call);
-        }
-    }
-
-    fn store(&self, ring: &mut Ring, call: PendingCall) {
-        let entry = JournalEntry {
-            id: ring.next_id,
-            time: call.time,
-            account: call.account,
-            method: call.method,
-            params: call.params.map(BoundedParams::new),
-            status: call.status,
-            outcome: call.outcome,
-            duration_ms: call.duration_ms,
-        };
-        ring.next_id += 1;
-        ring.bytes += entry.footprint();
-        ring.entries.push_back(Arc::new(entry));
-        while ring.entries.len() > self.capacity
-            || (ring.bytes > MAX_BYTES && ring.entries.len() > 1)
-        {
-            if let Some(oldest) = ring.entries.pop_front() {
-                ring.bytes -= oldest.footprint();
-            }
-        }
     }
 }
 
@@ -363,8 +284,9 @@ pub fn masked_key(key: &str) -> String {
 mod tests {
     use super::*;
 
-    fn entry(method: &str, account: &str) -> PendingCall {
-        PendingCall {
+    fn entry(method: &str, account: &str) -> JournalEntry {
+        JournalEntry {
+            id: 0,
             time: SystemTime::now(),
             account: Some(account.into()),
             method: method.into(),

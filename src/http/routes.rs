@@ -8,7 +8,7 @@ use crate::http::control;
 use crate::http::memory::Reservation;
 use crate::http::request_log::{self, Seen};
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
-use crate::journal::PendingCall;
+use crate::journal::{BoundedParams, JournalEntry};
 use crate::params::Params;
 use crate::store::db::Account;
 use serde_json::{Value, json};
@@ -39,7 +39,8 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
         elapsed,
     );
     if let Some((params, outcome)) = journal {
-        app.journal.record(PendingCall {
+        app.journal.record(JournalEntry {
+            id: 0,
             time: arrived,
             account: seen.account,
             method: seen.method.unwrap_or_default(),
@@ -60,7 +61,7 @@ fn route(
     mut request: HttpRequest,
     path: &str,
     seen: &mut Seen,
-    journal: &mut Option<(Option<Params>, Value)>,
+    journal: &mut Option<(Option<BoundedParams>, Value)>,
 ) -> HttpResponse {
     if path == "/_local/health" {
         return match request.method.as_str() {
@@ -131,8 +132,8 @@ fn route(
         }
     };
     if app.journal.is_enabled() {
-        // The parameters would be dropped here: the journal takes them instead.
-        *journal = Some((Some(params), outcome));
+        // The parameters would be dropped here: the journal keeps them instead, cut to bounds.
+        *journal = Some((Some(BoundedParams::new(params)), outcome));
     }
     match result {
         Ok(answer) => success(answer),
