@@ -128,10 +128,7 @@ fn main() {
         max_pages: None,
         public_url: None,
         exports: Default::default(),
-        control: unisender_local::app::ControlOptions {
-            log: unisender_local::http::request_log::LogFormat::Quiet,
-            ..Default::default()
-        },
+        control: unisender_local::app::ControlOptions::quiet(),
     })
     .expect("the server starts");
     let mut client = Client::new(server.address());

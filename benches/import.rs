@@ -108,9 +108,8 @@ impl Bench {
             public_url: None,
             exports: Default::default(),
             control: unisender_local::app::ControlOptions {
-                log: unisender_local::http::request_log::LogFormat::Quiet,
                 journal,
-                ..Default::default()
+                ..unisender_local::app::ControlOptions::quiet()
             },
         })
         .expect("the server starts");
@@ -623,10 +622,7 @@ fn main() {
         max_pages: None,
         public_url: None,
         exports: Default::default(),
-        control: unisender_local::app::ControlOptions {
-            log: unisender_local::http::request_log::LogFormat::Quiet,
-            ..Default::default()
-        },
+        control: unisender_local::app::ControlOptions::quiet(),
     })
     .expect("the large database reopens");
     let large = Bench {

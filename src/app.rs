@@ -30,6 +30,17 @@ pub struct ControlOptions {
     pub log: LogFormat,
 }
 
+impl ControlOptions {
+    /// The defaults without the request log: for tests, fuzzing and benchmarks, where a line per
+    /// request would bury the output or cost time.
+    pub fn quiet() -> ControlOptions {
+        ControlOptions {
+            log: LogFormat::Quiet,
+            ..ControlOptions::default()
+        }
+    }
+}
+
 impl Default for ControlOptions {
     fn default() -> ControlOptions {
         ControlOptions {

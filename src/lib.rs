@@ -4,8 +4,9 @@
 //! `import_plan` checks importContacts rows in parallel, and `export_query` what an export asks
 //! for; `store` owns the database (a pool of read-only connections and one writer thread); `api`
 //! is one file per group of methods;
-//! `exports` writes async export files; `http` is the only part that knows HTTP;
-//! `app` and `server` tie them into a running server.
+//! `exports` writes async export files; `journal` keeps the last API calls; `http` is the only
+//! part that knows HTTP; `app` and `server` tie them into a running server; `allocator` sets up
+//! the binary's allocator (the library sets none).
 
 pub mod allocator;
 pub mod api;

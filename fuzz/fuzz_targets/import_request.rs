@@ -48,10 +48,7 @@ fn app() -> &'static App {
             SocketAddr::from(([127, 0, 0, 1], 1)),
             "http://127.0.0.1:1".into(),
             Default::default(),
-            unisender_local::app::ControlOptions {
-            log: unisender_local::http::request_log::LogFormat::Quiet,
-            ..Default::default()
-        },
+            unisender_local::app::ControlOptions::quiet(),
         );
         (app, dir)
     })

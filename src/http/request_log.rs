@@ -24,7 +24,7 @@ pub struct Seen {
     /// The account whose valid key the call carried.
     pub account: Option<String>,
     /// The API error code, when the call failed.
-    pub code: Option<String>,
+    pub code: Option<&'static str>,
     /// Rows of an importContacts call.
     pub rows: Option<usize>,
 }
@@ -37,6 +37,9 @@ pub fn write(
     status: u16,
     elapsed: Duration,
 ) {
+    if format == LogFormat::Quiet {
+        return;
+    }
     let time = crate::model::Timestamp::now_wire_ms();
     let peer = peer.map_or_else(|| "-".to_string(), |p| p.to_string());
     let what = seen.method.as_deref().unwrap_or(path);
@@ -46,7 +49,7 @@ pub fn write(
         LogFormat::Text => format!(
             "{time} {peer} {what} {} {status} {}{} {millis:.1}ms",
             seen.account.as_deref().unwrap_or("-"),
-            seen.code.as_deref().unwrap_or("-"),
+            seen.code.unwrap_or("-"),
             seen.rows
                 .map_or(String::new(), |rows| format!(" rows={rows}")),
         ),

@@ -107,7 +107,7 @@ fn route(
             // Without a valid key the form is never decoded: the call is journaled without
             // its parameters.
             let code = error_code(&error);
-            seen.code = Some(code.to_string());
+            seen.code = Some(code);
             if app.journal.is_enabled() {
                 *journal = Some((None, json!({"code": code})));
             }
@@ -127,7 +127,7 @@ fn route(
         Ok(_) => json!({"result": "ok"}),
         Err(error) => {
             let code = error_code(error);
-            seen.code = Some(code.to_string());
+            seen.code = Some(code);
             json!({"code": code})
         }
     };

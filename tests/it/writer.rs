@@ -25,10 +25,7 @@ fn server(dir: &tempfile::TempDir, writer: WriterOptions) -> Server {
         max_pages: None,
         public_url: None,
         exports: Default::default(),
-        control: unisender_local::app::ControlOptions {
-            log: unisender_local::http::request_log::LogFormat::Quiet,
-            ..Default::default()
-        },
+        control: unisender_local::app::ControlOptions::quiet(),
     })
     .expect("the server starts")
 }
