@@ -3,6 +3,7 @@
 use crate::exports::Exporter;
 use crate::http::request_log::LogFormat;
 use crate::journal::Journal;
+use crate::snapshots::Snapshots;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct App {
     pub public_url: String,
     /// The last API calls (`/_local/requests`).
     pub journal: Journal,
+    /// Named copies of the database (`/_local/snapshots`).
+    pub snapshots: Snapshots,
     pub control: ControlOptions,
 }
 
@@ -69,6 +72,7 @@ impl App {
             export_limits,
         );
         App {
+            snapshots: Snapshots::beside(store.path()),
             store,
             exporter,
             address,

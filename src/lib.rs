@@ -21,4 +21,5 @@ pub mod model;
 pub mod params;
 pub mod priority;
 pub mod server;
+pub mod snapshots;
 pub mod store;

@@ -122,6 +122,11 @@ impl Exporter {
         }
     }
 
+    /// Removes the files no task names any more (after a reset or a restore).
+    pub fn remove_unreferenced_files(&self, store: &Store) {
+        worker::remove_unreferenced_files(store, &self.dir, false);
+    }
+
     pub fn limits(&self) -> ExportLimits {
         self.limits
     }

@@ -89,7 +89,7 @@ impl ExportWorkers {
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let finished = match self.write_file(&task, &token) {
-            Ok(()) => self.set_status(uuid, "completed", Some(token), None),
+            Ok(()) => self.set_status(uuid, "completed", Some(token.clone()), None),
             Err(e) => {
                 eprintln!("exporter: task {uuid} failed: {e}");
                 let why = match e {
@@ -100,6 +100,8 @@ impl ExportWorkers {
             }
         };
         if finished.is_err() {
+            // The task went while its file was written (a reset or a restore): so does the file.
+            let _ = std::fs::remove_file(self.file_path(&token));
             return;
         }
         self.keep_share(task.account_id);
@@ -259,24 +261,33 @@ impl ExportWorkers {
                 created_before,
                 reply,
             });
-        let (Ok(expired), Ok(live)) = (expired, self.store.read(db::export_file_tokens)) else {
-            return;
-        };
-        for token in expired {
-            let _ = std::fs::remove_file(self.file_path(&token));
+        if let Ok(expired) = expired {
+            for token in expired {
+                let _ = std::fs::remove_file(self.file_path(&token));
+            }
         }
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".part") && !at_start {
-                continue;
-            }
-            let token = name.trim_end_matches(".part").trim_end_matches(".csv");
-            if !live.iter().any(|t| t == token) {
-                let _ = std::fs::remove_file(entry.path());
-            }
+        remove_unreferenced_files(&self.store, &self.dir, at_start);
+    }
+}
+
+/// Removes the files in `dir` that no export task names (left by expired tasks, resets and
+/// restores). Files still being written (`.part`) are kept unless `with_partial` (at start-up,
+/// when none can be).
+pub fn remove_unreferenced_files(store: &Store, dir: &Path, with_partial: bool) {
+    let Ok(live) = store.read(db::export_file_tokens) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".part") && !with_partial {
+            continue;
+        }
+        let token = name.trim_end_matches(".part").trim_end_matches(".csv");
+        if !live.iter().any(|t| t == token) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }

@@ -283,10 +283,16 @@ pub fn update_export_task(
     file_token: Option<String>,
     error: Option<String>,
 ) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE export_tasks SET status = ?2, file_token = ?3, error = ?4 WHERE uuid = ?1",
-    )?
-    .execute(params![uuid, status, file_token, error])?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE export_tasks SET status = ?2, file_token = ?3, error = ?4 WHERE uuid = ?1",
+        )?
+        .execute(params![uuid, status, file_token, error])?;
+    if updated == 0 {
+        return Err(Error::invalid_arg(format!(
+            "export task {uuid} no longer exists"
+        )));
+    }
     Ok(())
 }
 

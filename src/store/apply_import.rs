@@ -11,7 +11,7 @@ use crate::model::{
 };
 use crate::store::contact_rows::{self, ChannelColumns, Db, NewContacts, TagIds};
 use crate::store::packed::{Membership, Memberships};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 
 /// One entry of the answer's `log`.
@@ -59,9 +59,13 @@ struct CallState<'a> {
 pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Result<ImportOutcome> {
     let account_id = plan.account_id;
     check_fields_exist(conn, account_id, &plan.field_ids)?;
+    // No row: a reset gave the account a new id after this call was planned. The call then
+    // lands before the reset, on the old id, and the reset's clean-up deletes it with the rest.
     let contact_limit: Option<i64> = conn
         .prepare_cached("SELECT contact_limit FROM accounts WHERE id = ?1")?
-        .query_row([account_id], |row| row.get(0))?;
+        .query_row([account_id], |row| row.get(0))
+        .optional()?
+        .flatten();
     let contact_count = match contact_limit {
         Some(_) => crate::store::db::contact_total(conn, account_id)?,
         None => 0,

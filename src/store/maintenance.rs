@@ -138,7 +138,7 @@ pub fn restore(backup: &Path, path: &Path) -> Result<Copied, OpenError> {
 }
 
 /// Copies the files named by `tokens` that exist in `from` into `to` (created when needed).
-fn copy_export_files(from: &Path, to: &Path, tokens: &[String]) -> Result<usize, OpenError> {
+pub fn copy_export_files(from: &Path, to: &Path, tokens: &[String]) -> Result<usize, OpenError> {
     let mut copied = 0;
     for token in tokens {
         let source = from.join(format!("{token}.csv"));

@@ -11,6 +11,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod owner;
 pub mod packed;
+pub mod reset;
 pub mod writer;
 
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ const READERS: u32 = 8;
 
 /// The database as the rest of the server sees it.
 pub struct Store {
+    /// Where the database file is (snapshots and export files live beside it).
+    path: std::path::PathBuf,
     /// None once closed: the readers are closed before the writer, so that the writer's is
     /// the last connection and SQLite removes the emptied WAL with it.
     readers: RwLock<Option<ReaderPool>>,
@@ -56,6 +59,7 @@ impl Store {
         let readers = db::open_readers(path, READERS)?;
         let file = FileIdentity::of(path);
         Ok(Store {
+            path: path.to_path_buf(),
             readers: RwLock::new(Some(readers)),
             writer: Writer::start(conn, options, file.clone()),
             file,
@@ -83,6 +87,10 @@ impl Store {
             Some(file) => file.check().map_err(Error::Overloaded),
             None => Ok(()),
         }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn writer(&self) -> &Writer {

@@ -14,6 +14,7 @@ use crate::store::apply_contact::{
 };
 use crate::store::apply_import::{ImportOutcome, apply_import};
 use crate::store::db::{AccountRecord, ExportTask};
+use crate::store::reset::{self, ResetOutcome};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -127,6 +128,17 @@ pub enum Command {
         uuid: String,
         reply: Reply<()>,
     },
+    /// Empties one account (by login) or all of them (`reset.rs`).
+    Reset {
+        login: Option<String>,
+        reply: Reply<ResetOutcome>,
+    },
+    /// Replaces the whole database with the copy at `from` (a snapshot), in one step between
+    /// batches: the writes queued before it are committed first, and those after it see it.
+    Restore {
+        from: std::path::PathBuf,
+        reply: Reply<()>,
+    },
     /// Answers once the writer can run a transaction (the health check).
     Ping(Reply<()>),
     /// Ends the thread after the commands queued before it.
@@ -164,7 +176,13 @@ impl Writer {
     pub fn start(conn: Connection, options: WriterOptions, file: Option<FileIdentity>) -> Writer {
         let (queue, commands) = bounded(options.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());
+        let orphans = reset::orphaned_accounts(&conn).unwrap_or_else(|e| {
+            eprintln!("writer: cannot look for rows left by resets: {e}");
+            Vec::new()
+        });
         let writer_loop = WriterLoop {
+            orphans,
+            after_reset: false,
             conn,
             batch_rows: options.batch_rows.max(1),
             stats: stats.clone(),
@@ -240,6 +258,12 @@ struct WriterLoop {
     file: Option<FileIdentity>,
     /// Whether the file's disappearance has been logged.
     file_gone_said: bool,
+    /// Account ids left behind by resets whose rows are still to be deleted.
+    orphans: Vec<i64>,
+    /// Whether a reset has run in this process: from then on, a write planned before a reset
+    /// and applied after it may land on an id no account has, and its rows must be deleted
+    /// as the rest of that id's were.
+    after_reset: bool,
 }
 
 /// Which file a path named when the database was opened: (device, inode).
@@ -274,11 +298,28 @@ impl FileIdentity {
 
 impl WriterLoop {
     fn run(mut self, commands: Receiver<Command>) {
-        while let Ok(first) = commands.recv() {
+        // A command that must run alone, met while a batch was being gathered.
+        let mut carried: Option<Command> = None;
+        loop {
+            let first = match carried.take() {
+                Some(command) => command,
+                None => match self.next_command(&commands) {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            if let Command::Restore { from, reply } = first {
+                self.restore(&from, &reply);
+                continue;
+            }
             let mut rows = first.weight();
             let mut batch = vec![first];
             while rows < self.batch_rows {
                 match commands.try_recv() {
+                    Ok(next @ Command::Restore { .. }) => {
+                        carried = Some(next);
+                        break;
+                    }
                     Ok(next) => {
                         rows += next.weight();
                         batch.push(next);
@@ -286,10 +327,83 @@ impl WriterLoop {
                     Err(_) => break,
                 }
             }
+            let resets = batch.iter().any(|c| matches!(c, Command::Reset { .. }));
+            let late_writes = self.after_reset
+                && batch
+                    .iter()
+                    .filter_map(Command::adds_to_account)
+                    .any(|id| !reset::account_exists(&self.conn, id).unwrap_or(true));
+            self.after_reset |= resets;
             if self.apply_batch(batch) {
                 break;
             }
+            if resets || late_writes {
+                self.find_orphans();
+            }
         }
+    }
+
+    /// The next command; while rows left by resets remain, deletes some of them each time the
+    /// queue is empty. None once every sender is gone.
+    fn next_command(&mut self, commands: &Receiver<Command>) -> Option<Command> {
+        while let Some(&orphan) = self.orphans.first() {
+            match commands.try_recv() {
+                Ok(command) => return Some(command),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+            match self.in_own_transaction(|conn| reset::purge_step(conn, orphan)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.orphans.remove(0);
+                }
+                Err(e) => {
+                    // Left for the next start-up to find again, rather than retried in a loop.
+                    eprintln!("writer: cannot delete rows left by a reset: {e}");
+                    self.orphans.clear();
+                }
+            }
+        }
+        commands.recv().ok()
+    }
+
+    fn find_orphans(&mut self) {
+        match reset::orphaned_accounts(&self.conn) {
+            Ok(found) => self.orphans = found,
+            Err(e) => eprintln!("writer: cannot look for rows left by a reset: {e}"),
+        }
+    }
+
+    /// Runs `work` in a transaction of its own and commits it.
+    fn in_own_transaction<T>(&mut self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = work(&self.conn).and_then(|value| {
+            self.conn.execute_batch("COMMIT")?;
+            Ok(value)
+        });
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
+    }
+
+    /// Copies the database at `from` over this one with SQLite's backup, which writes it as
+    /// one transaction: readers see the old database or the restored one, never a mixture.
+    fn restore(&mut self, from: &std::path::Path, reply: &Reply<()>) {
+        let result = self
+            .conn
+            .restore(
+                rusqlite::MAIN_DB,
+                from,
+                None::<fn(rusqlite::backup::Progress)>,
+            )
+            .map_err(|e| Error::Internal(format!("restoring {} failed: {e}", from.display())));
+        if result.is_ok() {
+            self.stats.commits.fetch_add(1, Ordering::SeqCst);
+            self.after_reset = true;
+            self.find_orphans();
+        }
+        let _ = reply.send(result);
     }
 
     /// Applies a batch in one transaction and answers its callers; true when told to stop.
@@ -431,6 +545,17 @@ enum Applied {
 }
 
 impl Command {
+    /// The account a command may add rows to (contacts or catalog entries).
+    fn adds_to_account(&self) -> Option<i64> {
+        match self {
+            Command::Import(plan, _) => Some(plan.account_id),
+            Command::Subscribe(plan, _) => Some(plan.account_id),
+            Command::CreateList(list, _) => Some(list.account_id),
+            Command::CreateField(field, _) => Some(field.account_id),
+            _ => None,
+        }
+    }
+
     /// Whether the command's effects are always undone (test_mode, or a command that writes
     /// nothing): it runs in its own savepoint even on the fast path.
     fn is_dry_run(&self) -> bool {
@@ -461,8 +586,10 @@ fn fail_command(command: &Command, why: &Error) {
         | Command::CreateExportTask { reply, .. }
         | Command::UpdateExportTask { reply, .. }
         | Command::ForgetExportTask { reply, .. }
+        | Command::Restore { reply, .. }
         | Command::Ping(reply)
         | Command::Stop(reply) => drop(reply.send(error(why))),
+        Command::Reset { reply, .. } => drop(reply.send(error(why))),
         Command::UpsertAccount { reply, .. } => drop(reply.send(error(why))),
         Command::ExpireExportTasks { reply, .. } => drop(reply.send(error(why))),
     }
@@ -558,6 +685,16 @@ fn apply_command(conn: &Connection, command: &Command) -> (Applied, PendingAnswe
         Command::ForgetExportTask { uuid, reply } => {
             answer_after_commit(reply, catalog::forget_export_task(conn, uuid), true)
         }
+        Command::Reset { login, reply } => {
+            answer_after_commit(reply, reset::reset_accounts(conn, login.as_deref()), true)
+        }
+        Command::Restore { reply, .. } => answer_after_commit(
+            reply,
+            Err(Error::Internal(
+                "a restore runs alone, not in a batch".into(),
+            )),
+            true,
+        ),
         Command::Ping(reply) | Command::Stop(reply) => answer_after_commit(reply, Ok(()), false),
     }
 }

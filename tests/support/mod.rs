@@ -100,6 +100,27 @@ impl TestServer {
         self.call_as(KEY, method, pairs)
     }
 
+    /// A control-plane request (`/_local/...`) with a JSON body (none when empty).
+    pub fn control(&self, method: &str, target: &str, json_body: &str) -> Reply {
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            json_body.len()
+        );
+        self.raw(format!("{head}{json_body}").as_bytes())
+    }
+
+    /// A control-plane request that must succeed; its JSON answer.
+    pub fn control_ok(&self, method: &str, target: &str, json_body: &str) -> Value {
+        let reply = self.control(method, target, json_body);
+        assert_eq!(
+            reply.status,
+            200,
+            "{method} {target}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()
+    }
+
     /// Sends a raw request and returns the raw answer.
     pub fn raw(&self, request: &[u8]) -> Reply {
         self.client().send(request)

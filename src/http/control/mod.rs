@@ -5,10 +5,15 @@
 
 use crate::app::App;
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
-use crate::journal::JournalFilter;
 use crate::params::Params;
 use serde_json::{Value, json};
 use std::net::IpAddr;
+
+mod journal;
+mod state;
+
+/// An endpoint's answer, or None when the path is not one of its own (404).
+type Routed = Option<HttpResponse>;
 
 /// Answers a control-plane request at `path`.
 pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
@@ -25,23 +30,14 @@ pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
     let Ok(query) = Params::from_urlencoded(query.as_bytes()) else {
         return answer(400, &error("the query is not valid UTF-8", "invalid_arg"));
     };
-    match (request.method.as_str(), path) {
-        ("GET", "/_local/requests") => match journal_filter(&query) {
-            Ok(filter) => {
-                let entries: Vec<Value> = app
-                    .journal
-                    .list(&filter)
-                    .iter()
-                    .map(|entry| entry.to_json())
-                    .collect();
-                answer(200, &json!({"requests": entries}))
-            }
-            Err(why) => answer(400, &error(&why, "invalid_arg")),
-        },
-        ("DELETE", "/_local/requests") => answer(200, &json!({"deleted": app.journal.clear()})),
-        (_, "/_local/requests") => answer(405, &error("GET or DELETE", "unknown_method")),
-        _ => answer(404, &error("no such control endpoint", "unknown_method")),
-    }
+    let method = request.method.as_str();
+    let found = match path.split('/').nth(2).unwrap_or_default() {
+        "requests" => journal::handle(app, method, path, &query),
+        "reset" => state::reset(app, method, path, &query),
+        "snapshots" => state::snapshots(app, method, path),
+        _ => None,
+    };
+    found.unwrap_or_else(|| answer(404, &error("no such control endpoint", "not_found")))
 }
 
 /// Whether the client may use the control plane.
@@ -64,29 +60,11 @@ fn allowed(app: &App, request: &HttpRequest) -> bool {
     })
 }
 
-fn journal_filter(query: &Params) -> Result<JournalFilter, String> {
-    let text = |name: &str| query.value(name).filter(|v| !v.is_empty());
-    let number = |name: &str| -> Result<Option<u64>, String> {
-        text(name)
-            .map(|v| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{name} must be a whole number, not \"{v}\""))
-            })
-            .transpose()
-    };
-    Ok(JournalFilter {
-        method: text("method").map(str::to_string),
-        account: text("account").map(str::to_string),
-        since_id: number("since_id")?,
-        limit: number("limit")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
-    })
-}
-
-fn error(message: &str, code: &str) -> Value {
+pub(super) fn error(message: &str, code: &str) -> Value {
     json!({"error": message, "code": code})
 }
 
-fn answer(status: u16, body: &Value) -> HttpResponse {
+pub(super) fn answer(status: u16, body: &Value) -> HttpResponse {
     HttpResponse {
         status,
         headers: vec![(
@@ -94,5 +72,31 @@ fn answer(status: u16, body: &Value) -> HttpResponse {
             "application/json; charset=utf-8".to_string(),
         )],
         body: Body::Bytes(serde_json::to_vec(body).expect("a JSON value always serialises")),
+    }
+}
+
+/// 405 naming what the endpoint answers.
+pub(super) fn not_allowed(allowed: &str) -> HttpResponse {
+    let mut response = answer(
+        405,
+        &error(&format!("this endpoint answers {allowed}"), "invalid_arg"),
+    );
+    response
+        .headers
+        .push(("Allow", allowed.replace(" or ", ", ")));
+    response
+}
+
+/// 400 `invalid_arg`.
+pub(super) fn invalid(why: &str) -> HttpResponse {
+    answer(400, &error(why, "invalid_arg"))
+}
+
+/// An error from the store or the writer, in the control plane's JSON.
+pub(super) fn failed(e: crate::error::Error) -> HttpResponse {
+    match e {
+        crate::error::Error::Api { message, .. } => invalid(&message),
+        crate::error::Error::Overloaded(why) => answer(503, &error(why, "retry_later")),
+        crate::error::Error::Internal(why) => answer(500, &error(&why, "internal")),
     }
 }
