@@ -277,10 +277,10 @@ fn reset_and_restore_while_four_clients_import_leave_nothing_half_applied() {
     let mut per_call = std::collections::HashMap::<String, usize>::new();
     for row in &exported {
         let email = row[1].as_str().unwrap();
-        if let Some((call, _)) = email.rsplit_once('r') {
-            if email.starts_with('c') {
-                *per_call.entry(call.to_string()).or_default() += 1;
-            }
+        if let Some((call, _)) = email.rsplit_once('r')
+            && email.starts_with('c')
+        {
+            *per_call.entry(call.to_string()).or_default() += 1;
         }
     }
     assert!(per_call.len() > 4, "the imports ran: {}", per_call.len());
