@@ -1,8 +1,10 @@
 //! What every request can reach: the store, the export worker, and the server's own address.
 
 use crate::exports::Exporter;
+use crate::faults::Faults;
 use crate::http::request_log::LogFormat;
 use crate::journal::Journal;
+use crate::rate_limits::{Limits, RateLimits};
 use crate::snapshots::Snapshots;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -18,6 +20,10 @@ pub struct App {
     pub public_url: String,
     /// The last API calls (`/_local/requests`).
     pub journal: Journal,
+    /// Faults on purpose (`/_local/faults`).
+    pub faults: Faults,
+    /// The real service's rate limits, when switched on.
+    pub rate_limits: RateLimits,
     /// Named copies of the database (`/_local/snapshots`).
     pub snapshots: Snapshots,
     pub control: ControlOptions,
@@ -31,6 +37,8 @@ pub struct ControlOptions {
     /// With a token, `/_local/` answers any client that sends it, and only those.
     pub admin_token: Option<String>,
     pub log: LogFormat,
+    /// The rate limits at start (`--rate-limits`).
+    pub rate_limits: Limits,
 }
 
 impl ControlOptions {
@@ -50,6 +58,7 @@ impl Default for ControlOptions {
             journal: crate::journal::DEFAULT_CAPACITY,
             admin_token: None,
             log: LogFormat::Text,
+            rate_limits: Limits::OFF,
         }
     }
 }
@@ -73,6 +82,8 @@ impl App {
         );
         App {
             snapshots: Snapshots::beside(store.path()),
+            faults: Faults::default(),
+            rate_limits: RateLimits::new(control.rate_limits),
             store,
             exporter,
             address,

@@ -12,6 +12,8 @@ pub enum ErrorCode {
     InvalidArg,
     Unspecified,
     RetryLater,
+    /// Only with rate limits on (`rate_limits.rs`).
+    ApiCallLimitExceeded,
 }
 
 impl ErrorCode {
@@ -23,6 +25,36 @@ impl ErrorCode {
             ErrorCode::InvalidArg => "invalid_arg",
             ErrorCode::Unspecified => "unspecified",
             ErrorCode::RetryLater => "retry_later",
+            ErrorCode::ApiCallLimitExceeded => "api_call_limit_exceeded_for_api_key",
+        }
+    }
+
+    /// Every code of §2.
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::InvalidApiKey,
+        ErrorCode::AccessDenied,
+        ErrorCode::UnknownMethod,
+        ErrorCode::InvalidArg,
+        ErrorCode::Unspecified,
+        ErrorCode::RetryLater,
+        ErrorCode::ApiCallLimitExceeded,
+    ];
+
+    pub fn from_wire(code: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.wire() == code)
+    }
+
+    /// The message an injected fault answers with this code (`faults.rs`): the wording of the
+    /// real service's documentation for each code.
+    pub fn stock_message(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidApiKey => "Invalid API key",
+            ErrorCode::AccessDenied => "Access denied",
+            ErrorCode::UnknownMethod => "Unknown method",
+            ErrorCode::InvalidArg => "Invalid argument",
+            ErrorCode::Unspecified => "Unspecified error",
+            ErrorCode::RetryLater => "Temporary server error, please retry later",
+            ErrorCode::ApiCallLimitExceeded => "API call limit exceeded for API key",
         }
     }
 }

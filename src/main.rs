@@ -8,6 +8,7 @@ use unisender_local::app::ControlOptions;
 use unisender_local::exports::ExportLimits;
 use unisender_local::http::request_log::LogFormat;
 use unisender_local::http::wire::Limits;
+use unisender_local::rate_limits::Limits as RateLimits;
 use unisender_local::server::{ServeConfig, Server, mask_key};
 use unisender_local::store::Store;
 use unisender_local::store::apply_catalog::new_api_key;
@@ -139,6 +140,21 @@ struct ServeArgs {
     /// No line per request (errors of the server are still logged).
     #[arg(long, env = "UNISENDER_LOCAL_QUIET")]
     quiet: bool,
+    /// `real`: the real service's rate limits (1200 calls a minute per key, 20 exportContacts);
+    /// `off`: none. Switchable at run time with `POST /_local/rate-limits`.
+    #[arg(
+        long,
+        value_enum,
+        env = "UNISENDER_LOCAL_RATE_LIMITS",
+        default_value = "off"
+    )]
+    rate_limits: RateLimitsArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RateLimitsArg {
+    Off,
+    Real,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,6 +262,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 (true, _) => LogFormat::Quiet,
                 (false, LogFormatArg::Text) => LogFormat::Text,
                 (false, LogFormatArg::Json) => LogFormat::Json,
+            },
+            rate_limits: match args.rate_limits {
+                RateLimitsArg::Off => RateLimits::OFF,
+                RateLimitsArg::Real => RateLimits::REAL,
             },
         },
     };

@@ -3,6 +3,7 @@
 use crate::api::{self, Answer};
 use crate::app::App;
 use crate::error::{Error, ErrorCode};
+use crate::faults::Failure;
 use crate::http::body::{BodyError, Form};
 use crate::http::control;
 use crate::http::memory::Reservation;
@@ -115,6 +116,16 @@ fn route(
         }
     };
     seen.account = Some(account.login.clone());
+    if let Some(refused) = refused_on_purpose(app, name, &account.login, seen) {
+        if app.journal.is_enabled() {
+            let outcome = match seen.code {
+                Some(code) => json!({"code": code, "status": refused.status}),
+                None => json!({"status": refused.status}),
+            };
+            *journal = Some((Some(BoundedParams::new(params)), outcome));
+        }
+        return refused;
+    }
     if name == "importContacts" {
         seen.rows = params
             .get("data")
@@ -139,6 +150,41 @@ fn route(
         Ok(answer) => success(answer),
         Err(error) => error_answer(error),
     }
+}
+
+/// The answer when a rate limit or a fault rule (`faults.rs`) stops the call before it runs;
+/// a rule's delay is waited here.
+fn refused_on_purpose(
+    app: &App,
+    method: &str,
+    login: &str,
+    seen: &mut Seen,
+) -> Option<HttpResponse> {
+    if let Err(error) = app.rate_limits.admit(login, method) {
+        seen.code = Some(error_code(&error));
+        return Some(error_answer(error));
+    }
+    let injected = app.faults.take(method, Some(login))?;
+    if !injected.delay.is_zero() {
+        std::thread::sleep(injected.delay);
+    }
+    let why = format!("injected by fault rule {}", injected.rule_id);
+    let answer = match injected.failure {
+        Failure::None => return None,
+        Failure::Api(ErrorCode::RetryLater) => envelope(
+            503,
+            &error_body(ErrorCode::RetryLater.stock_message(), "retry_later"),
+            &[("Retry-After", "1".into())],
+        ),
+        Failure::Api(code) => envelope(200, &error_body(code.stock_message(), code.wire()), &[]),
+        Failure::Http(status) => refusal(status, &why),
+        Failure::Drop => HttpResponse::dropped(),
+    };
+    seen.code = match injected.failure {
+        Failure::Api(code) => Some(code.wire()),
+        _ => None,
+    };
+    Some(answer)
 }
 
 /// An import's counters, for the journal.

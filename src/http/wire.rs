@@ -83,6 +83,21 @@ pub struct HttpResponse {
     pub body: Body,
 }
 
+impl HttpResponse {
+    /// The status of `dropped()`: never written, the connection is closed instead.
+    pub const DROP: u16 = 0;
+
+    /// No answer at all: the connection is closed as a crashed server or a broken proxy would
+    /// (a fault rule's `drop_connection`).
+    pub fn dropped() -> HttpResponse {
+        HttpResponse {
+            status: HttpResponse::DROP,
+            headers: Vec::new(),
+            body: Body::Bytes(Vec::new()),
+        }
+    }
+}
+
 /// An answer's body: bytes in memory, or a file streamed from disk (an export's CSV).
 #[derive(Debug)]
 pub enum Body {
@@ -174,6 +189,10 @@ impl Connection {
                 eprintln!("http: a request handler panicked; answered 500");
                 refusal(500, "internal server error")
             });
+            if answer.status == HttpResponse::DROP {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                return;
+            }
             if write_answer(&self.stream, &answer, keep_alive, with_body).is_err() || !keep_alive {
                 let _ = self.stream.shutdown(Shutdown::Write);
                 return;

@@ -3,6 +3,7 @@ mod catalog;
 mod cli;
 mod contacts;
 mod control;
+mod control_faults;
 mod control_state;
 mod export;
 mod export_async;

@@ -9,6 +9,7 @@ use crate::params::Params;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 
+mod chaos;
 mod journal;
 mod state;
 
@@ -35,6 +36,8 @@ pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
         "requests" => journal::handle(app, method, path, &query),
         "reset" => state::reset(app, method, path, &query),
         "snapshots" => state::snapshots(app, method, path),
+        "faults" => chaos::faults(app, request, path),
+        "rate-limits" => chaos::rate_limits(app, request, path),
         _ => None,
     };
     found.unwrap_or_else(|| answer(404, &error("no such control endpoint", "not_found")))
@@ -99,4 +102,13 @@ pub(super) fn failed(e: crate::error::Error) -> HttpResponse {
         crate::error::Error::Overloaded(why) => answer(503, &error(why, "retry_later")),
         crate::error::Error::Internal(why) => answer(500, &error(&why, "internal")),
     }
+}
+
+/// The request's body as JSON; an empty body is `{}`.
+pub(super) fn json_body(request: &HttpRequest) -> Result<Value, HttpResponse> {
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&request.body)
+        .map_err(|e| invalid(&format!("the body is not valid JSON: {e}")))
 }
