@@ -1,4 +1,4 @@
--- The database of unisender-local, version 2 (PRAGMA user_version = 2).
+-- The database of unisender-local, version 3 (PRAGMA user_version = 3).
 -- Applied once to an empty file by src/store/db.rs. Ids are global INTEGER PRIMARY KEYs, so an id
 -- of one account is simply absent from another's rows. Times are Unix seconds, UTC.
 -- Statuses, availabilities and membership states are small integers; src/model.rs maps them:
@@ -107,4 +107,19 @@ CREATE TABLE export_tasks (
 );
 CREATE INDEX export_tasks_by_age ON export_tasks (created_at);
 
-PRAGMA user_version = 2;
+-- Double opt-in confirmations subscribe asked for (the outbox of /_local/outbox): what the real
+-- service would have emailed, and what confirming it (the link, /_local/confirm) changed.
+CREATE TABLE confirmations (
+    token        TEXT PRIMARY KEY,            -- the secret of the confirmation link
+    account_id   INTEGER NOT NULL REFERENCES accounts(id),
+    contact_id   INTEGER NOT NULL,
+    email        TEXT NOT NULL,               -- the address the link went to
+    list_ids     TEXT NOT NULL,               -- the lists the contact was invited to, comma-separated
+    created_at   INTEGER NOT NULL,
+    confirmed_at INTEGER,                     -- NULL while pending
+    confirmed_ip TEXT
+);
+CREATE INDEX confirmations_by_account ON confirmations (account_id, email);
+CREATE INDEX confirmations_by_email ON confirmations (email);
+
+PRAGMA user_version = 3;

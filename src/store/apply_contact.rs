@@ -8,8 +8,8 @@ use crate::model::{
     Timestamp,
 };
 use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, TagIds};
-use crate::store::db;
 use crate::store::packed::Membership;
+use crate::store::{confirmations, db};
 use rusqlite::Connection;
 
 /// subscribe's `double_optin`, as its effect.
@@ -112,16 +112,35 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     }
     set_fields(&mut after, plan);
     set_tags(db, &mut after, plan)?;
-    if before.id == 0 {
+    let id = if before.id == 0 {
         let id = contact_rows::insert_contact(db, account_id, &after)?;
         let mut counted = NewContacts::default();
         counted.add(account_id, id);
         counted.count(db)?;
-        Ok(id)
+        id
     } else {
         contact_rows::save_contact(db, &before, &after)?;
-        Ok(before.id)
+        before.id
+    };
+    if invite && let Some(email) = &plan.email {
+        // What the real service would email: a link confirming the lists now awaiting it.
+        let invited: Vec<i64> = plan
+            .list_ids
+            .iter()
+            .copied()
+            .filter(|list| {
+                after
+                    .memberships
+                    .get(Channel::Email, *list)
+                    .is_some_and(|m| m.state == MembershipState::Invited)
+            })
+            .collect();
+        let status_invited = after.email.status == Some(EmailStatus::Invited.code());
+        if !invited.is_empty() || status_invited {
+            confirmations::record(db, account_id, id, email.as_str(), &invited, now)?;
+        }
     }
+    Ok(id)
 }
 
 /// The real service's text when an email and a phone belong to two contacts (subscribe and

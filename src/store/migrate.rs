@@ -14,7 +14,10 @@ pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         if version < 2 {
             pack_contact_parts(conn)?;
         }
-        conn.execute_batch("PRAGMA user_version = 2")
+        if version < 3 {
+            add_confirmations(conn)?;
+        }
+        conn.execute_batch("PRAGMA user_version = 3")
     })();
     match upgraded {
         Ok(()) => conn.execute_batch("COMMIT"),
@@ -23,6 +26,18 @@ pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
             Err(error)
         }
     }
+}
+
+/// Version 2 to 3: the outbox of double opt-in confirmations (its definition is schema.sql's).
+fn add_confirmations(conn: &Connection) -> rusqlite::Result<()> {
+    let schema = include_str!("../../schema.sql");
+    let start = schema
+        .find("CREATE TABLE confirmations")
+        .expect("schema.sql defines confirmations");
+    let end = schema[start..]
+        .find("\n\nPRAGMA user_version")
+        .map_or(schema.len(), |end| start + end);
+    conn.execute_batch(&schema[start..end])
 }
 
 /// Version 1 to 2: memberships, tags and field values move from their own tables into the

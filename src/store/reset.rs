@@ -56,7 +56,8 @@ pub fn reset_accounts(conn: &Connection, login: Option<&str>) -> Result<ResetOut
     Ok(outcome)
 }
 
-/// Deletes an old account id's lists, fields, tags and export tasks; answers the tasks' files.
+/// Deletes an old account id's lists, fields, tags, export tasks and double opt-in
+/// confirmations; answers the tasks' files.
 fn delete_catalog(conn: &Connection, account_id: i64) -> Result<Vec<String>> {
     let tokens = conn
         .prepare_cached(
@@ -64,7 +65,7 @@ fn delete_catalog(conn: &Connection, account_id: i64) -> Result<Vec<String>> {
         )?
         .query_map([account_id], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
-    for table in ["lists", "fields", "tags", "export_tasks"] {
+    for table in ["lists", "fields", "tags", "export_tasks", "confirmations"] {
         // Table names cannot be bound; these four are fixed here, never a caller's text.
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE account_id = ?1"))?
             .execute([account_id])?;

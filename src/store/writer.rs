@@ -13,6 +13,7 @@ use crate::store::apply_contact::{
     MembershipChange, SubscribePlan, apply_membership_change, apply_subscribe,
 };
 use crate::store::apply_import::{ImportOutcome, apply_import};
+use crate::store::confirmations::{self, Confirmed, Selector};
 use crate::store::db::{AccountRecord, ExportTask};
 use crate::store::reset::{self, ResetOutcome};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
@@ -127,6 +128,12 @@ pub enum Command {
     ForgetExportTask {
         uuid: String,
         reply: Reply<()>,
+    },
+    /// Confirms double opt-in invitations as the person clicking the link (`confirmations.rs`).
+    Confirm {
+        selector: Selector,
+        ip: String,
+        reply: Reply<Confirmed>,
     },
     /// Empties one account (by login) or all of them (`reset.rs`).
     Reset {
@@ -590,6 +597,7 @@ fn fail_command(command: &Command, why: &Error) {
         | Command::Ping(reply)
         | Command::Stop(reply) => drop(reply.send(error(why))),
         Command::Reset { reply, .. } => drop(reply.send(error(why))),
+        Command::Confirm { reply, .. } => drop(reply.send(error(why))),
         Command::UpsertAccount { reply, .. } => drop(reply.send(error(why))),
         Command::ExpireExportTasks { reply, .. } => drop(reply.send(error(why))),
     }
@@ -688,6 +696,11 @@ fn apply_command(conn: &Connection, command: &Command) -> (Applied, PendingAnswe
         Command::Reset { login, reply } => {
             answer_after_commit(reply, reset::reset_accounts(conn, login.as_deref()), true)
         }
+        Command::Confirm {
+            selector,
+            ip,
+            reply,
+        } => answer_after_commit(reply, confirmations::confirm(conn, selector, ip, now), true),
         Command::Restore { reply, .. } => answer_after_commit(
             reply,
             Err(Error::Internal(

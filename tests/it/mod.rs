@@ -4,6 +4,7 @@ mod cli;
 mod contacts;
 mod control;
 mod control_faults;
+mod control_outbox;
 mod control_state;
 mod export;
 mod export_async;

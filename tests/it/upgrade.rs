@@ -43,7 +43,7 @@ fn a_schema_1_database_is_upgraded_and_keeps_every_contact_whole() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let old_tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master
@@ -134,4 +134,35 @@ fn a_schema_1_database_is_upgraded_and_keeps_every_contact_whole() {
             ["b@example.com", "Клиент"]
         ])
     );
+}
+
+/// A schema 2 database (before the double opt-in outbox) gains the outbox and keeps serving.
+#[test]
+fn a_schema_2_database_gains_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v2.db");
+    let schema = include_str!("../../schema.sql");
+    let outbox = schema.find("-- Double opt-in confirmations").unwrap();
+    let version_2 = format!("{}PRAGMA user_version = 2;", &schema[..outbox]);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(&version_2).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO accounts (id, login, api_key) VALUES (1, 'test', '{KEY}');
+         INSERT INTO lists (id, account_id, title) VALUES (10, 1, 'News');"
+    ))
+    .unwrap();
+    drop(conn);
+    let server = TestServer::start_on(dir, db, &[]);
+    let version: i64 = server
+        .db()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    server.ok(
+        "subscribe",
+        &[("list_ids", "10"), ("fields[email]", "new@example.com")],
+    );
+    let outbox = server.control_ok("GET", "/_local/outbox", "")["outbox"].clone();
+    assert_eq!(outbox[0]["to"], "new@example.com");
+    assert_eq!(outbox[0]["list_ids"], json!([10]));
 }

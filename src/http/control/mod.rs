@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 mod chaos;
 mod journal;
+mod outbox;
 mod state;
 
 /// An endpoint's answer, or None when the path is not one of its own (404).
@@ -38,6 +39,8 @@ pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
         "snapshots" => state::snapshots(app, method, path),
         "faults" => chaos::faults(app, request, path),
         "rate-limits" => chaos::rate_limits(app, request, path),
+        "outbox" => outbox::outbox(app, method, path, &query),
+        "confirm" => outbox::confirm(app, request, path, &query),
         _ => None,
     };
     found.unwrap_or_else(|| answer(404, &error("no such control endpoint", "not_found")))
