@@ -3,7 +3,9 @@
 use crate::exports::Exporter;
 use crate::faults::Faults;
 use crate::http::request_log::LogFormat;
+use crate::http::slots::Slots;
 use crate::journal::Journal;
+use crate::metrics::Metrics;
 use crate::rate_limits::{Limits, RateLimits};
 use crate::snapshots::Snapshots;
 use crate::store::Store;
@@ -24,6 +26,10 @@ pub struct App {
     pub faults: Faults,
     /// The real service's rate limits, when switched on.
     pub rate_limits: RateLimits,
+    /// Counters and histograms for `/_local/metrics`.
+    pub metrics: Metrics,
+    /// The open client connections (the accept loop's table).
+    pub connections: Slots,
     /// Named copies of the database (`/_local/snapshots`).
     pub snapshots: Snapshots,
     pub control: ControlOptions,
@@ -83,6 +89,8 @@ impl App {
         App {
             snapshots: Snapshots::beside(store.path()),
             faults: Faults::default(),
+            metrics: Metrics::new(&store.writer().stats),
+            connections: Slots::default(),
             rate_limits: RateLimits::new(control.rate_limits),
             store,
             exporter,

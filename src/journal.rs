@@ -264,6 +264,15 @@ impl Journal {
     }
 
     /// Forgets every entry; answers how many there were. Ids go on from where they were.
+    /// Calls kept now.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn clear(&self) -> usize {
         let mut ring = self.lock();
         let count = ring.entries.len();

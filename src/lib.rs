@@ -18,6 +18,7 @@ pub mod faults;
 pub mod http;
 pub mod import_plan;
 pub mod journal;
+pub mod metrics;
 pub mod model;
 pub mod params;
 pub mod priority;

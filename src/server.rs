@@ -140,9 +140,12 @@ impl Server {
         let handler = Arc::new(move |request| routes::handle(&handler_app, max_body, request));
         let refusal = Arc::new(routes::refusal);
         let accept_stopping = stopping.clone();
+        let slots = app.connections.clone();
         let accept_thread = std::thread::Builder::new()
             .name("accept".into())
-            .spawn(move || listen::serve(listener, handler, refusal, limits, accept_stopping))
+            .spawn(move || {
+                listen::serve(listener, handler, refusal, limits, accept_stopping, slots)
+            })
             .map_err(|e| StartError(format!("cannot start the accept thread: {e}")))?;
         Ok(Server {
             app,

@@ -59,8 +59,8 @@ pub fn serve(
     refusal: Arc<Refusal>,
     limits: Limits,
     stopping: Arc<AtomicBool>,
+    slots: Slots,
 ) {
-    let slots = Slots::default();
     let slot_limits = SlotLimits {
         total: limits.max_connections,
         per_peer: limits.max_connections_per_peer,

@@ -39,6 +39,9 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
         response.status,
         elapsed,
     );
+    if let Some(method) = &seen.method {
+        app.metrics.call(method, seen.code, elapsed.as_secs_f64());
+    }
     if let Some((params, outcome)) = journal {
         app.journal.record(JournalEntry {
             id: 0,
@@ -134,7 +137,19 @@ fn route(
     }
     let result = api::call(app, method, account, &params);
     let outcome = match &result {
-        Ok(answer) if name == "importContacts" => summary(&answer.result),
+        Ok(answer) if name == "importContacts" => {
+            // A dry run (test_mode) imports nothing.
+            let counted = if params.value("test_mode") == Some("1") {
+                &[][..]
+            } else {
+                &["inserted", "updated", "deleted", "invalid"][..]
+            };
+            for &counter in counted {
+                let rows = answer.result.get(counter).and_then(Value::as_u64);
+                app.metrics.imported(counter, rows.unwrap_or(0));
+            }
+            summary(&answer.result)
+        }
         Ok(_) => json!({"result": "ok"}),
         Err(error) => {
             let code = error_code(error);

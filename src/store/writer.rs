@@ -17,6 +17,7 @@ use crate::store::confirmations::{self, Confirmed, Selector};
 use crate::store::db::{AccountRecord, ExportTask};
 use crate::store::reset::{self, ResetOutcome};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
+use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,8 +53,8 @@ impl Default for WriterOptions {
     }
 }
 
-/// What the writer has done, for tests and benchmarks.
-#[derive(Debug, Default)]
+/// What the writer has done, for tests, benchmarks and `/_local/metrics`.
+#[derive(Debug)]
 pub struct WriterStats {
     /// Transactions committed or rolled back.
     pub batches: AtomicU64,
@@ -63,6 +64,26 @@ pub struct WriterStats {
     pub retried_batches: AtomicU64,
     /// Transactions committed: anything read before a change of this number may be stale.
     pub commits: AtomicU64,
+    /// Rows (by `Command::weight`) per committed transaction.
+    pub batch_rows: Histogram,
+    /// How long each COMMIT took (the durable write).
+    pub commit_seconds: Histogram,
+    /// Committed transactions, as a metric.
+    pub committed: prometheus_client::metrics::counter::Counter,
+}
+
+impl Default for WriterStats {
+    fn default() -> WriterStats {
+        WriterStats {
+            batches: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            retried_batches: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            batch_rows: crate::metrics::batch_rows_histogram(),
+            commit_seconds: crate::metrics::commit_histogram(),
+            committed: crate::metrics::transactions_counter(),
+        }
+    }
 }
 
 type Reply<T> = Sender<Result<T>>;
@@ -226,6 +247,11 @@ impl Writer {
         answer
             .recv()
             .unwrap_or_else(|_| Err(Error::Internal("the writer dropped a command".into())))
+    }
+
+    /// Commands waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.len()
     }
 
     /// Finishes the queued commands, then stops the thread and closes the connection.
@@ -421,6 +447,7 @@ impl WriterLoop {
     /// again with a savepoint per command, so that the failing one rolls back alone. Dry runs
     /// (`test_mode`) always run in their own savepoint.
     fn apply_batch(&mut self, batch: Vec<Command>) -> bool {
+        let rows: usize = batch.iter().map(Command::weight).sum();
         let stop = batch.iter().any(|c| matches!(c, Command::Stop(_)));
         if stop {
             // A clean stop leaves the database one file: everything the WAL holds goes into
@@ -456,6 +483,7 @@ impl WriterLoop {
             Ok(Ran::RolledBack(answers)) => answers.into_iter().for_each(|answer| answer(None)),
             Ok(Ran::Retry) => unreachable!("a run with savepoints never asks for a retry"),
             Ok(Ran::Open(answers)) => {
+                let committing = std::time::Instant::now();
                 let commit_failure = self.conn.execute_batch("COMMIT").err().map(|e| {
                     eprintln!("writer: commit failed: {e}");
                     let _ = self.conn.execute_batch("ROLLBACK");
@@ -471,6 +499,11 @@ impl WriterLoop {
                     // Counted before anyone hears of the write, so that nothing remembered from
                     // before it is used after.
                     self.stats.commits.fetch_add(1, Ordering::SeqCst);
+                    self.stats
+                        .commit_seconds
+                        .observe(committing.elapsed().as_secs_f64());
+                    self.stats.batch_rows.observe(rows as f64);
+                    self.stats.committed.inc();
                 }
                 for answer in answers {
                     answer(commit_failure.as_ref());

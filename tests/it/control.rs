@@ -212,3 +212,66 @@ fn one_log_line_per_request_as_text_or_json() {
     let quiet = binary().args(["serve", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&quiet.stdout).contains("--quiet"));
 }
+
+/// The value of the sample `name{labels}` in a metrics text, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_calls_imports_and_the_writer_in_the_prometheus_format() {
+    let server = TestServer::start();
+    server.import(&["email"], &[&["m1@example.com"], &["m2@example.com"]], &[]);
+    server.import(&["email"], &[&["m1@example.com"], &["not an email"]], &[]);
+    server.call_as("wrong-key-0000", "getLists", &[]);
+    let reply = get(server.address, "/_local/metrics", "");
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = String::from_utf8(reply.body).unwrap();
+    let of = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} in\n{text}"));
+    assert_eq!(
+        of(r#"unisender_local_api_calls_total{method="importContacts",code="ok"}"#),
+        2.0
+    );
+    assert_eq!(
+        of(r#"unisender_local_api_calls_total{method="getLists",code="invalid_api_key"}"#),
+        1.0
+    );
+    assert_eq!(
+        of(r#"unisender_local_api_call_duration_seconds_count{method="importContacts"}"#),
+        2.0
+    );
+    assert_eq!(
+        of(
+            r#"unisender_local_api_call_duration_seconds_bucket{le="+Inf",method="importContacts"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        of(r#"unisender_local_imported_contacts_total{outcome="inserted"}"#),
+        2.0
+    );
+    assert_eq!(
+        of(r#"unisender_local_imported_contacts_total{outcome="updated"}"#),
+        1.0
+    );
+    assert_eq!(
+        of(r#"unisender_local_imported_contacts_total{outcome="invalid"}"#),
+        1.0
+    );
+    assert!(of("unisender_local_writer_transactions_total") >= 2.0);
+    assert!(of("unisender_local_writer_batch_rows_count") >= 2.0);
+    assert!(of("unisender_local_writer_commit_duration_seconds_count") >= 2.0);
+    assert_eq!(of("unisender_local_writer_queue_depth"), 0.0);
+    assert!(of("unisender_local_database_size_bytes") > 0.0);
+    assert!(of("unisender_local_open_connections") >= 1.0);
+    assert_eq!(of("unisender_local_journal_entries"), 3.0);
+    assert!(text.contains("# TYPE unisender_local_api_calls counter"));
+    assert!(text.trim_end().ends_with("# EOF"));
+}

@@ -40,6 +40,10 @@ pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
         "faults" => chaos::faults(app, request, path),
         "rate-limits" => chaos::rate_limits(app, request, path),
         "outbox" => outbox::outbox(app, method, path, &query),
+        "metrics" if path == "/_local/metrics" => Some(match method {
+            "GET" => metrics(app),
+            _ => not_allowed("GET"),
+        }),
         "confirm" => outbox::confirm(app, request, path, &query),
         _ => None,
     };
@@ -114,4 +118,18 @@ pub(super) fn json_body(request: &HttpRequest) -> Result<Value, HttpResponse> {
     }
     serde_json::from_slice(&request.body)
         .map_err(|e| invalid(&format!("the body is not valid JSON: {e}")))
+}
+
+fn metrics(app: &App) -> HttpResponse {
+    let text = app.metrics.render(crate::metrics::Readings {
+        queue_depth: app.store.writer().queue_depth(),
+        database: app.store.path().to_path_buf(),
+        connections: app.connections.open(),
+        journal_entries: app.journal.len(),
+    });
+    HttpResponse {
+        status: 200,
+        headers: vec![("Content-Type", crate::metrics::CONTENT_TYPE.to_string())],
+        body: Body::Bytes(text.into_bytes()),
+    }
 }
