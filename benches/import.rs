@@ -47,6 +47,8 @@ struct Options {
     storage_only: bool,
     /// Only the single-call latency rows: for profiling one call end to end.
     latency_only: bool,
+    /// Only the journal-and-metrics pair.
+    control_only: bool,
     calls: usize,
     stored: usize,
 }
@@ -64,6 +66,7 @@ fn options() -> Options {
         quick,
         storage_only: args.iter().any(|a| a == "--storage-only"),
         latency_only: args.iter().any(|a| a == "--latency-only"),
+        control_only: args.iter().any(|a| a == "--control-only"),
         calls: value("--calls").unwrap_or(if quick { 20 } else { 100 }),
         stored: value("--stored").unwrap_or(if quick { 500_000 } else { 10_000_000 }),
     }
@@ -88,11 +91,17 @@ struct Bench {
 
 impl Bench {
     fn start(durability: Durability, batch_rows: usize) -> Bench {
-        Bench::start_journaling(durability, batch_rows, 0)
+        Bench::start_observed(durability, batch_rows, 0, false)
     }
 
-    /// A server whose request journal keeps `journal` calls (the binary's default is 1000).
-    fn start_journaling(durability: Durability, batch_rows: usize, journal: usize) -> Bench {
+    /// A server whose request journal keeps `journal` calls (the binary's default is 1000),
+    /// counting calls for `/_local/metrics` or not (the binary always does).
+    fn start_observed(
+        durability: Durability,
+        batch_rows: usize,
+        journal: usize,
+        metrics: bool,
+    ) -> Bench {
         let dir = tempfile::tempdir().expect("a temp dir");
         let server = Server::start(ServeConfig {
             db: dir.path().join("bench.db"),
@@ -109,6 +118,7 @@ impl Bench {
             exports: Default::default(),
             control: unisender_local::app::ControlOptions {
                 journal,
+                metrics,
                 ..unisender_local::app::ControlOptions::quiet()
             },
         })
@@ -450,6 +460,32 @@ fn report_pair(baseline: (&str, &[f64]), variant: (&str, &[f64]), ratio_name: &s
     report(ratio_name, median(&ratios), "ratio");
 }
 
+/// What the control plane's bookkeeping costs the whole HTTP path: the request journal (every
+/// call's parameters, `data` up to 64 KiB) and the metrics, against neither, on fresh databases,
+/// interleaved.
+fn control_plane(calls: usize) {
+    let (mut plain, mut observed) = (Vec::new(), Vec::new());
+    // Twice the usual rounds, in A-B then B-A order, so that whichever side runs second in a
+    // round (after a server was just torn down) is each side equally often.
+    for round in 0..2 * ROUNDS {
+        for observe in [round % 2 == 1, round % 2 == 0] {
+            let (journal, metrics) = if observe { (1000, true) } else { (0, false) };
+            let bench = Bench::start_observed(Durability::Full, BATCH_ROWS, journal, metrics);
+            let rate = bench.http(0..calls, 0, 4);
+            if observe {
+                observed.push(rate);
+            } else {
+                plain.push(rate);
+            }
+        }
+    }
+    report_pair(
+        ("http_new_4_clients_no_journal_no_metrics", &plain),
+        ("http_new_4_clients_with_journal_and_metrics", &observed),
+        "journal_and_metrics_vs_none",
+    );
+}
+
 /// The binary's allocator, set up as `main.rs` sets it, so that in-process figures are the
 /// binary's.
 #[global_allocator]
@@ -475,6 +511,11 @@ fn main() {
             bench.storage(0..calls, 1, 4),
             "contacts/s",
         );
+        return;
+    }
+    if options.control_only {
+        drop(bench);
+        control_plane(calls);
         return;
     }
     validation(&bench);
@@ -528,22 +569,7 @@ fn main() {
     );
     drop(bench);
 
-    // The request journal records every call (its parameters rendered, `data` up to 64 KiB):
-    // what that costs the whole HTTP path, fresh databases, interleaved.
-    let (mut plain, mut journaled) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let without = Bench::start_journaling(Durability::Full, BATCH_ROWS, 0);
-        plain.push(without.http(0..calls, 0, 4));
-        drop(without);
-        let with = Bench::start_journaling(Durability::Full, BATCH_ROWS, 1000);
-        journaled.push(with.http(0..calls, 0, 4));
-        drop(with);
-    }
-    report_pair(
-        ("http_new_4_clients_no_journal", &plain),
-        ("http_new_4_clients_with_journal", &journaled),
-        "journal_vs_none",
-    );
+    control_plane(calls);
 
     // Group commit against one transaction per call: 16 clients, durable, fresh databases.
     let (mut group_commit, mut per_call) = (Vec::new(), Vec::new());

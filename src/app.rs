@@ -45,6 +45,9 @@ pub struct ControlOptions {
     pub log: LogFormat,
     /// The rate limits at start (`--rate-limits`).
     pub rate_limits: Limits,
+    /// Whether calls are counted for `/_local/metrics` (off only to measure what counting
+    /// costs).
+    pub metrics: bool,
 }
 
 impl ControlOptions {
@@ -65,6 +68,7 @@ impl Default for ControlOptions {
             admin_token: None,
             log: LogFormat::Text,
             rate_limits: Limits::OFF,
+            metrics: true,
         }
     }
 }

@@ -31,8 +31,8 @@ pub struct JournalEntry {
     pub account: Option<String>,
     /// The method as in the path (`importContacts`, `async/exportContacts`).
     pub method: String,
-    /// The decoded parameters (none when the key was refused before decoding), bounded.
-    pub params: Option<BoundedParams>,
+    /// The parameters (none when the key was refused before decoding).
+    pub params: Option<RecordedParams>,
     pub status: u16,
     /// The error code, or a summary of the result (an import's counters).
     pub outcome: Value,
@@ -41,7 +41,7 @@ pub struct JournalEntry {
 
 impl JournalEntry {
     fn footprint(&self) -> usize {
-        self.params.as_ref().map_or(0, BoundedParams::footprint)
+        self.params.as_ref().map_or(0, RecordedParams::footprint)
     }
 
     /// The entry as `/_local/requests` shows it.
@@ -51,11 +51,60 @@ impl JournalEntry {
             "time": Timestamp::wire_ms(self.time),
             "account": self.account,
             "method": self.method,
-            "params": self.params.as_ref().map_or(Value::Null, BoundedParams::to_json),
+            "params": self.params.as_ref().map_or(Value::Null, RecordedParams::to_json),
             "status": self.status,
             "outcome": self.outcome,
             "duration_ms": self.duration_ms,
         })
+    }
+}
+
+/// A request body larger than this is decoded and cut when recorded, rather than kept whole.
+pub const MAX_KEPT_BODY: usize = 256 * 1024;
+
+/// A call's parameters as the journal keeps them.
+#[derive(Debug)]
+pub enum RecordedParams {
+    /// The request as it arrived (query, form headers, body, compressed or not): recording
+    /// costs the call a move, and the form is decoded and cut only when the journal is listed.
+    Request(RecordedRequest),
+    /// Decoded and cut when recorded: a body over `MAX_KEPT_BODY`.
+    Bounded(BoundedParams),
+}
+
+/// What decoding a call's form again needs.
+#[derive(Debug)]
+pub struct RecordedRequest {
+    pub target: String,
+    /// Content-Type and Content-Encoding.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RecordedParams {
+    fn footprint(&self) -> usize {
+        match self {
+            RecordedParams::Request(request) => {
+                request.body.capacity()
+                    + request.target.len()
+                    + request
+                        .headers
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len())
+                        .sum::<usize>()
+            }
+            RecordedParams::Bounded(bounded) => bounded.footprint(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            RecordedParams::Request(request) => match crate::http::body::decode_recorded(request) {
+                Some(params) => BoundedParams::new(params).to_json(),
+                None => Value::Null,
+            },
+            RecordedParams::Bounded(bounded) => bounded.to_json(),
+        }
     }
 }
 

@@ -267,6 +267,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 RateLimitsArg::Off => RateLimits::OFF,
                 RateLimitsArg::Real => RateLimits::REAL,
             },
+            metrics: true,
         },
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;

@@ -472,3 +472,19 @@ mod tests {
         ));
     }
 }
+
+/// The parameters of a request the journal kept as it arrived (`journal::RecordedRequest`),
+/// decoded as they were when it was answered; None if they no longer decode.
+pub fn decode_recorded(recorded: &crate::journal::RecordedRequest) -> Option<Params> {
+    let request = HttpRequest {
+        method: "POST".into(),
+        target: recorded.target.clone(),
+        headers: recorded.headers.clone(),
+        body: recorded.body.clone(),
+        memory: Reservation::default(),
+        peer: None,
+    };
+    let mut memory = Reservation::default();
+    let form = Form::read(&request, usize::MAX, &mut memory).ok()?;
+    form.decode(&mut memory).ok()
+}

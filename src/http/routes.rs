@@ -9,7 +9,7 @@ use crate::http::control;
 use crate::http::memory::Reservation;
 use crate::http::request_log::{self, Seen};
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
-use crate::journal::{BoundedParams, JournalEntry};
+use crate::journal::{BoundedParams, JournalEntry, RecordedParams, RecordedRequest};
 use crate::params::Params;
 use crate::store::db::Account;
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
         response.status,
         elapsed,
     );
-    if let Some(method) = &seen.method {
+    if let Some(method) = seen.method.as_deref().filter(|_| app.control.metrics) {
         app.metrics.call(method, seen.code, elapsed.as_secs_f64());
     }
     if let Some((params, outcome)) = journal {
@@ -65,7 +65,7 @@ fn route(
     mut request: HttpRequest,
     path: &str,
     seen: &mut Seen,
-    journal: &mut Option<(Option<BoundedParams>, Value)>,
+    journal: &mut Option<(Option<RecordedParams>, Value)>,
 ) -> HttpResponse {
     if path == "/_local/health" {
         return match request.method.as_str() {
@@ -103,7 +103,12 @@ fn route(
         Ok(params) => params,
         Err(answer) => return answer,
     };
-    // The parameters own their text now: the body's bytes can go before the call runs.
+    // The parameters own their text now: the body's bytes can go before the call runs, or
+    // into the journal, which decodes them again only when listed.
+    let kept_request = (app.journal.is_enabled()
+        && matches!(params, Ok(_))
+        && request.body.len() <= crate::journal::MAX_KEPT_BODY)
+        .then(|| keep_for_journal(&mut request));
     drop(request);
     let (account, params) = match params {
         Ok(found) => found,
@@ -125,7 +130,7 @@ fn route(
                 Some(code) => json!({"code": code, "status": refused.status}),
                 None => json!({"status": refused.status}),
             };
-            *journal = Some((Some(BoundedParams::new(params)), outcome));
+            *journal = Some((Some(recorded(kept_request, params)), outcome));
         }
         return refused;
     }
@@ -139,7 +144,7 @@ fn route(
     let outcome = match &result {
         Ok(answer) if name == "importContacts" => {
             // A dry run (test_mode) imports nothing.
-            let counted = if params.value("test_mode") == Some("1") {
+            let counted = if params.value("test_mode") == Some("1") || !app.control.metrics {
                 &[][..]
             } else {
                 &["inserted", "updated", "deleted", "invalid"][..]
@@ -158,8 +163,7 @@ fn route(
         }
     };
     if app.journal.is_enabled() {
-        // The parameters would be dropped here: the journal keeps them instead, cut to bounds.
-        *journal = Some((Some(BoundedParams::new(params)), outcome));
+        *journal = Some((Some(recorded(kept_request, params)), outcome));
     }
     match result {
         Ok(answer) => success(answer),
@@ -200,6 +204,33 @@ fn refused_on_purpose(
         _ => None,
     };
     Some(answer)
+}
+
+/// What the journal needs to decode the call's form again: its query, form headers and body.
+fn keep_for_journal(request: &mut HttpRequest) -> RecordedRequest {
+    let headers = request
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            name.eq_ignore_ascii_case("content-type")
+                || name.eq_ignore_ascii_case("content-encoding")
+        })
+        .cloned()
+        .collect();
+    RecordedRequest {
+        target: std::mem::take(&mut request.target),
+        headers,
+        body: std::mem::take(&mut request.body),
+    }
+}
+
+/// The journal's record of a call's parameters: the request as it came when it was kept, or
+/// else the decoded parameters cut to bounds now.
+fn recorded(kept: Option<RecordedRequest>, params: Params) -> RecordedParams {
+    match kept {
+        Some(request) => RecordedParams::Request(request),
+        None => RecordedParams::Bounded(BoundedParams::new(params)),
+    }
 }
 
 /// An import's counters, for the journal.
