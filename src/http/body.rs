@@ -380,6 +380,22 @@ fn part_name(head: &str) -> Option<String> {
     })
 }
 
+/// The parameters of a request the journal kept as it arrived (`journal::RecordedRequest`),
+/// decoded as they were when it was answered; None if they no longer decode.
+pub fn decode_recorded(recorded: &crate::journal::RecordedRequest) -> Option<Params> {
+    let request = HttpRequest {
+        method: "POST".into(),
+        target: recorded.target.clone(),
+        headers: recorded.headers.clone(),
+        body: recorded.body.clone(),
+        memory: Reservation::default(),
+        peer: None,
+    };
+    let mut memory = Reservation::default();
+    let form = Form::read(&request, usize::MAX, &mut memory).ok()?;
+    form.decode(&mut memory).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,20 +487,4 @@ mod tests {
             Err(BodyError::Invalid(_))
         ));
     }
-}
-
-/// The parameters of a request the journal kept as it arrived (`journal::RecordedRequest`),
-/// decoded as they were when it was answered; None if they no longer decode.
-pub fn decode_recorded(recorded: &crate::journal::RecordedRequest) -> Option<Params> {
-    let request = HttpRequest {
-        method: "POST".into(),
-        target: recorded.target.clone(),
-        headers: recorded.headers.clone(),
-        body: recorded.body.clone(),
-        memory: Reservation::default(),
-        peer: None,
-    };
-    let mut memory = Reservation::default();
-    let form = Form::read(&request, usize::MAX, &mut memory).ok()?;
-    form.decode(&mut memory).ok()
 }

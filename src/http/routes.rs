@@ -106,7 +106,7 @@ fn route(
     // The parameters own their text now: the body's bytes can go before the call runs, or
     // into the journal, which decodes them again only when listed.
     let kept_request = (app.journal.is_enabled()
-        && matches!(params, Ok(_))
+        && params.is_ok()
         && request.body.len() <= crate::journal::MAX_KEPT_BODY)
         .then(|| keep_for_journal(&mut request));
     drop(request);
