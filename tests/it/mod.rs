@@ -15,6 +15,7 @@ mod import_apply;
 mod import_rows;
 mod isolation;
 mod operating;
+mod readme;
 mod reliability;
 mod request_errors;
 mod round_trip;
