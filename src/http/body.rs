@@ -392,7 +392,13 @@ pub fn decode_recorded(recorded: &crate::journal::RecordedRequest) -> Option<Par
         peer: None,
     };
     let mut memory = Reservation::default();
-    let form = Form::read(&request, usize::MAX, &mut memory).ok()?;
+    // The body was within the server's limit when it arrived; decompressed, it was too.
+    let form = Form::read(
+        &request,
+        crate::http::wire::Limits::default().max_body,
+        &mut memory,
+    )
+    .ok()?;
     form.decode(&mut memory).ok()
 }
 

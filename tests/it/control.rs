@@ -275,3 +275,30 @@ fn metrics_count_calls_imports_and_the_writer_in_the_prometheus_format() {
     assert!(text.contains("# TYPE unisender_local_api_calls counter"));
     assert!(text.trim_end().ends_with("# EOF"));
 }
+
+#[test]
+fn the_journal_masks_keys_sent_in_the_query_or_a_gzip_body() {
+    use std::io::Write as _;
+    let server = TestServer::start();
+    let mut client = server.client();
+    client.post_form(&format!("/en/api/getLists?api_key={KEY}"), "");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(form(&[("api_key", KEY), ("title", "Zipped")]).as_bytes())
+        .unwrap();
+    let body = gz.finish().unwrap();
+    let mut request = format!(
+        "POST /en/api/createList HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    assert_eq!(client.send(&request).status, 200);
+    let all = requests(&server, "");
+    let text = serde_json::to_string(&all).unwrap();
+    assert!(!text.contains(KEY), "{text}");
+    assert_eq!(all[0]["params"]["title"], "Zipped");
+    assert_eq!(
+        all[1]["params"]["api_key"],
+        format!("…{}", &KEY[KEY.len() - 4..])
+    );
+}
