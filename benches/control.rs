@@ -1,0 +1,188 @@
+//! What the control plane's state endpoints cost at size: reset, snapshot and restore of an
+//! account with many contacts, and how long other writes wait while the writer deletes what a
+//! reset left behind.
+//!
+//! `cargo bench --bench control` (1,000,000 contacts; `--contacts N` for another size,
+//! `--quick` for 100,000). Prints one JSON object per measure.
+
+#[path = "../tests/support/http_client.rs"]
+mod http_client;
+
+use http_client::{Client, encode};
+use std::time::{Duration, Instant};
+use unisender_local::server::{ServeConfig, Server};
+use unisender_local::store::db::Durability;
+
+const KEY: &str = "bench-key-0123456789";
+const ROWS: usize = 500;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn report(name: &str, value: f64, unit: &str) {
+    let value = (value * 1000.0).round() / 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({"name": name, "value": value, "unit": unit})
+    );
+}
+
+fn post(client: &mut Client, path: &str, body: &str) -> serde_json::Value {
+    let reply = client.post_form(path, body);
+    assert_eq!(
+        reply.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()
+}
+
+/// One 500-row importContacts body: emails in a list, with a tag.
+fn import_body(list: i64, call: usize) -> String {
+    let mut body = format!(
+        "api_key={KEY}&field_names%5B0%5D=email&field_names%5B1%5D=email_list_ids&field_names%5B2%5D=tags"
+    );
+    for row in 0..ROWS {
+        let n = call * ROWS + row;
+        body.push_str(&format!(
+            "&data%5B{row}%5D%5B0%5D={}&data%5B{row}%5D%5B1%5D={list}&data%5B{row}%5D%5B2%5D=t{}",
+            encode(&format!("user{n}@example.com")),
+            n % 7
+        ));
+    }
+    body
+}
+
+/// Imports `contacts` contacts with two clients.
+fn fill(server: &Server, list: i64, contacts: usize) {
+    let calls = contacts.div_ceil(ROWS);
+    std::thread::scope(|scope| {
+        for client in 0..2 {
+            scope.spawn(move || {
+                let mut http = Client::new(server.address());
+                for call in (client..calls).step_by(2) {
+                    post(
+                        &mut http,
+                        "/en/api/importContacts",
+                        &import_body(list, call),
+                    );
+                }
+            });
+        }
+    });
+}
+
+fn timed<T>(work: impl FnOnce() -> T) -> (T, f64) {
+    let started = Instant::now();
+    let value = work();
+    (value, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let contacts = args
+        .iter()
+        .position(|a| a == "--contacts")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let server = Server::start(ServeConfig {
+        db: dir.path().join("bench.db"),
+        accounts: vec![("bench".into(), KEY.into())],
+        durability: Durability::Full,
+        control: unisender_local::app::ControlOptions::quiet(),
+        ..ServeConfig::default()
+    })
+    .expect("the server starts");
+    let mut client = Client::new(server.address());
+    let list = post(
+        &mut client,
+        "/en/api/createList",
+        &format!("api_key={KEY}&title=One"),
+    )["result"]["id"]
+        .as_i64()
+        .unwrap();
+
+    // A small fixture, as a test suite would keep: saved, then restored before each test.
+    fill(&server, list, 1000);
+    let (_, ms) = timed(|| post(&mut client, "/_local/snapshots/small", ""));
+    report("snapshot_save_1000_contacts_ms", ms, "ms");
+    let restores: Vec<f64> = (0..20)
+        .map(|_| timed(|| post(&mut client, "/_local/snapshots/small/restore", "")).1)
+        .collect();
+    let mut sorted = restores.clone();
+    sorted.sort_by(f64::total_cmp);
+    report("snapshot_restore_1000_contacts_ms_p50", sorted[10], "ms");
+
+    let (_, fill_ms) = timed(|| fill(&server, list, contacts));
+    report(
+        "fill_contacts_per_s",
+        contacts as f64 / (fill_ms / 1000.0),
+        "contacts/s",
+    );
+    let (_, ms) = timed(|| post(&mut client, "/_local/snapshots/big", ""));
+    report(&format!("snapshot_save_{contacts}_contacts_ms"), ms, "ms");
+    let (_, ms) = timed(|| post(&mut client, "/_local/snapshots/big/restore", ""));
+    report(
+        &format!("snapshot_restore_{contacts}_contacts_ms"),
+        ms,
+        "ms",
+    );
+
+    // Reset, then one-row imports every 5 ms while the writer deletes the old rows: how long
+    // does a write wait behind the clean-up?
+    let (_, ms) = timed(|| post(&mut client, "/_local/reset?account=bench", ""));
+    report(&format!("reset_{contacts}_contacts_ms"), ms, "ms");
+    let db = dir.path().join("bench.db");
+    let probe =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let left = || -> i64 {
+        probe
+            .query_row(
+                "SELECT count(*) FROM contacts WHERE account_id NOT IN (SELECT id FROM accounts)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    let mut call = 0;
+    while left() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the clean-up ends"
+        );
+        let body = format!(
+            "api_key={KEY}&field_names%5B0%5D=email&data%5B0%5D%5B0%5D=probe{call}%40example.com"
+        );
+        call += 1;
+        let (_, ms) = timed(|| post(&mut client, "/en/api/importContacts", &body));
+        waits.push(ms);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    report("reset_cleanup_s", started.elapsed().as_secs_f64(), "s");
+    waits.sort_by(f64::total_cmp);
+    if !waits.is_empty() {
+        report(
+            "one_row_import_during_cleanup_ms_p50",
+            waits[waits.len() / 2],
+            "ms",
+        );
+        report(
+            "one_row_import_during_cleanup_ms_p99",
+            waits[waits.len() * 99 / 100],
+            "ms",
+        );
+        report(
+            "one_row_import_during_cleanup_ms_max",
+            *waits.last().unwrap(),
+            "ms",
+        );
+    }
+    server.stop();
+}
