@@ -20,8 +20,8 @@ const OTHER_BYTES: usize = 64 * 1024;
 /// What stands where the rest of a cut value or array was.
 const CUT_MARKER: &str = "…cut at 64 KiB";
 
-/// One recorded call. Its parameters are kept as decoded (bounded when recorded, rendered as
-/// JSON only when listed), so that recording costs an import call nothing measurable.
+/// One recorded call. Its parameters are kept as the request carried them and decoded only
+/// when listed (`RecordedParams`), so that recording costs an import call nothing measurable.
 #[derive(Debug)]
 pub struct JournalEntry {
     pub id: u64,

@@ -1,7 +1,8 @@
 //! The control plane under `/_local/` (besides health and export downloads): the operator's,
 //! not an account's. Answered only to a client on this machine (127.0.0.1 or ::1), or, with
 //! `--admin-token`, to any client that sends `Authorization: Bearer TOKEN`; an account's key
-//! never opens it. Every answer is JSON; a bad parameter is 400 `invalid_arg`.
+//! never opens it. Every answer is JSON (metrics aside); a bad parameter is 400 `invalid_arg`,
+//! an unknown name or id 404 `not_found`.
 
 use crate::app::App;
 use crate::http::wire::{Body, HttpRequest, HttpResponse};
