@@ -42,8 +42,17 @@ impl DatabaseOwner {
             .map_err(|e| OpenError(format!("cannot open the lock file {}: {e}", path.display())))?;
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            // The holder writes its pid just after taking the lock: give it a moment to.
             let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            for _ in 0..50 {
+                holder.clear();
+                let _ = file.rewind();
+                let _ = file.read_to_string(&mut holder);
+                if !holder.trim().is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
             let holder = holder.trim();
             let holder = if holder.is_empty() {
                 "another process"
