@@ -1,4 +1,4 @@
--- The database of unisender-local, version 3 (PRAGMA user_version = 3).
+-- The database of unisender-local, version 4 (PRAGMA user_version = 4).
 -- Applied once to an empty file by src/store/db.rs. Ids are global INTEGER PRIMARY KEYs, so an id
 -- of one account is simply absent from another's rows. Times are Unix seconds, UTC.
 -- Statuses, availabilities and membership states are small integers; src/model.rs maps them:
@@ -93,6 +93,30 @@ CREATE TRIGGER contact_uncounted AFTER DELETE ON contacts BEGIN
     WHERE account_id = OLD.account_id AND block = OLD.id >> 10;
 END;
 
+-- How many of an account's contacts in each block of 1024 ids have a facet: are in a list (on
+-- either channel, or on one), have a tag, or have an email or phone status (src/store/facets.rs
+-- has the codes: id * 8 + kind). getContactCount by list sums these, and a filtered export finds
+-- the block holding its offset with them. Kept by the writer from its row writes, summed per
+-- command; a count may be left at 0, and rows of a deleted list or tag are removed with it.
+CREATE TABLE block_counts (
+    account_id INTEGER NOT NULL,
+    facet      INTEGER NOT NULL,
+    block      INTEGER NOT NULL,              -- contact id >> 10
+    contacts   INTEGER NOT NULL,
+    PRIMARY KEY (account_id, facet, block)
+) WITHOUT ROWID;
+
+-- Lists, tags and fields deleted whose ids contacts may still carry in their packed columns. The
+-- catalog row goes at once (the API no longer sees it, and never shows such an id), and the
+-- writer takes the id off the account's contacts a step at a time when idle, from after_id on.
+CREATE TABLE catalog_deletions (
+    kind       TEXT NOT NULL,                 -- list | tag | field
+    id         INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    after_id   INTEGER NOT NULL DEFAULT 0,    -- contacts up to this id are done
+    PRIMARY KEY (kind, id)
+);
+
 -- async/exportContacts tasks; their files live in the directory beside the database.
 CREATE TABLE export_tasks (
     uuid        TEXT PRIMARY KEY,             -- the task_uuid the account sees
@@ -122,4 +146,4 @@ CREATE TABLE confirmations (
 CREATE INDEX confirmations_by_account ON confirmations (account_id, email);
 CREATE INDEX confirmations_by_email ON confirmations (email);
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

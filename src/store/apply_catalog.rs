@@ -265,13 +265,13 @@ fn take_off_contacts(
             .collect::<rusqlite::Result<_>>()?;
         drop(statement);
         let Some(last) = step.last() else {
-            return Ok(());
+            return db.finish();
         };
         after_id = last.id;
         for before in &step {
             let mut after = before.clone();
             change(&mut after);
-            contact_rows::save_contact(&db, before, &after)?;
+            contact_rows::save_contact(&db, account_id, before, &after)?;
         }
     }
 }

@@ -119,7 +119,7 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
         counted.count(db)?;
         id
     } else {
-        contact_rows::save_contact(db, &before, &after)?;
+        contact_rows::save_contact(db, account_id, &before, &after)?;
         before.id
     };
     if invite && let Some(email) = &plan.email {
@@ -140,6 +140,7 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
             confirmations::record(db, account_id, id, email.as_str(), &invited, now)?;
         }
     }
+    db.finish()?;
     Ok(id)
 }
 
@@ -301,5 +302,6 @@ pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> 
             ..membership
         });
     }
-    contact_rows::save_contact(db, &before, &after)
+    contact_rows::save_contact(db, change.account_id, &before, &after)?;
+    db.finish()
 }

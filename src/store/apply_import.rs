@@ -124,6 +124,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
         }
     }
     state.new_contacts.count(&state.db)?;
+    state.db.finish()?;
     Ok(outcome)
 }
 
@@ -168,7 +169,7 @@ impl CallState<'_> {
         };
         if row.delete {
             if let Some(contact) = found {
-                contact_rows::delete_contact(&self.db, contact.id)?;
+                contact_rows::delete_contact(&self.db, self.account_id, &contact)?;
                 self.contact_count -= 1;
             }
             return Ok(Ok((Applied::Deleted, Vec::new(), false)));
@@ -241,7 +242,7 @@ impl CallState<'_> {
             }
             Applied::Inserted
         } else {
-            contact_rows::save_contact(&self.db, &before, &after)?;
+            contact_rows::save_contact(&self.db, self.account_id, &before, &after)?;
             Applied::Updated
         };
         let email_is_new = after.email.status == Some(EmailStatus::New.code());

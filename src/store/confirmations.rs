@@ -79,11 +79,11 @@ pub fn confirm(
     now: Timestamp,
 ) -> Result<Confirmed> {
     let db = Db::new(conn);
-    let found: Vec<(String, i64, String, String, Option<i64>)> = match selector {
+    let found: Vec<Pending> = match selector {
         Selector::Token(token) => conn
             .prepare_cached(
-                "SELECT token, contact_id, email, list_ids, confirmed_at FROM confirmations
-                 WHERE token = ?1",
+                "SELECT token, contact_id, email, list_ids, confirmed_at, account_id
+                 FROM confirmations WHERE token = ?1",
             )?
             .query_map([token], read_pending)?
             .collect::<rusqlite::Result<_>>()?,
@@ -93,7 +93,7 @@ pub fn confirm(
             phone,
         } => conn
             .prepare_cached(
-                "SELECT c.token, c.contact_id, c.email, c.list_ids, c.confirmed_at
+                "SELECT c.token, c.contact_id, c.email, c.list_ids, c.confirmed_at, c.account_id
                  FROM confirmations c JOIN accounts a ON a.id = c.account_id
                  WHERE (?1 IS NULL OR a.login = ?1)
                    AND (?2 IS NULL OR c.email = ?2)
@@ -105,7 +105,7 @@ pub fn confirm(
             .collect::<rusqlite::Result<_>>()?,
     };
     let mut outcome = Confirmed::default();
-    for (token, contact_id, email, list_ids, confirmed_at) in found {
+    for (token, contact_id, email, list_ids, confirmed_at, account_id) in found {
         if confirmed_at.is_some() {
             outcome.already_confirmed.push(token);
             continue;
@@ -136,7 +136,7 @@ pub fn confirm(
             }
             after.email.confirm_time = Some(now.0);
             after.email.confirm_ip = Some(ip.to_string());
-            contact_rows::save_contact(&db, &before, &after)?;
+            contact_rows::save_contact(&db, account_id, &before, &after)?;
         }
         conn.prepare_cached(
             "UPDATE confirmations SET confirmed_at = ?2, confirmed_ip = ?3 WHERE token = ?1",
@@ -144,18 +144,21 @@ pub fn confirm(
         .execute(params![token, now.0, ip])?;
         outcome.confirmed.push(token);
     }
+    db.finish()?;
     Ok(outcome)
 }
 
-fn read_pending(
-    row: &rusqlite::Row,
-) -> rusqlite::Result<(String, i64, String, String, Option<i64>)> {
+/// token, contact id, email, list ids, confirmed at, account id.
+type Pending = (String, i64, String, String, Option<i64>, i64);
+
+fn read_pending(row: &rusqlite::Row) -> rusqlite::Result<Pending> {
     Ok((
         row.get(0)?,
         row.get(1)?,
         row.get(2)?,
         row.get(3)?,
         row.get(4)?,
+        row.get(5)?,
     ))
 }
 

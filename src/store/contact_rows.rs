@@ -6,6 +6,7 @@
 use crate::error::Result;
 use crate::import_plan::Channel;
 use crate::model::{MAX_TAGS_PER_CONTACT, case_key, same_ignoring_case};
+use crate::store::facets::FacetChanges;
 use crate::store::packed::{FieldValues, Memberships, TagSet};
 use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
@@ -16,9 +17,13 @@ use std::collections::HashMap;
 /// statements thousands of times, and rusqlite's cache hashes each statement's text on every use
 /// (that was 7% of the writer's time). Statements are found by their text's address, so they
 /// must be `&'static str`.
+///
+/// It also gathers the command's changes to the per-block facet counts (`facets.rs`) from the
+/// row writes below; `finish` writes them, and every command that writes contacts calls it last.
 pub struct Db<'c> {
     pub conn: &'c Connection,
     held: RefCell<Vec<(usize, CachedStatement<'c>)>>,
+    facets: RefCell<FacetChanges>,
 }
 
 impl<'c> Db<'c> {
@@ -26,7 +31,23 @@ impl<'c> Db<'c> {
         Db {
             conn,
             held: RefCell::new(Vec::with_capacity(24)),
+            facets: RefCell::new(FacetChanges::default()),
         }
+    }
+
+    /// Writes the facet counts the command's row writes changed.
+    pub fn finish(&self) -> Result<()> {
+        let changes: Vec<_> = self.facets.borrow_mut().take().collect();
+        for ((account_id, facet, block), change) in changes {
+            self.stmt(
+                "INSERT INTO block_counts (account_id, facet, block, contacts)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account_id, facet, block)
+                 DO UPDATE SET contacts = contacts + excluded.contacts",
+            )?
+            .execute(params![account_id, facet, block, change])?;
+        }
+        Ok(())
     }
 
     /// The prepared statement for `sql`; one at a time (a second while the first is still in
@@ -110,13 +131,23 @@ pub struct Found {
 
 /// The columns of a `Found`, as the start of a query (a macro, so that whole queries can be
 /// `&'static str` constants for `Db::stmt`).
-macro_rules! select_found {
+macro_rules! found_columns {
     () => {
-        "SELECT id, email, email_status, email_availability, email_add_time, email_request_ip,
+        "id, email, email_status, email_availability, email_add_time, email_request_ip,
          email_confirm_time, email_confirm_ip, phone, phone_status, phone_availability,
-         phone_add_time, phone_request_ip, memberships, tag_ids, field_values FROM contacts"
+         phone_add_time, phone_request_ip, memberships, tag_ids, field_values"
     };
 }
+macro_rules! select_found {
+    () => {
+        concat!(
+            "SELECT ",
+            crate::store::contact_rows::found_columns!(),
+            " FROM contacts"
+        )
+    };
+}
+pub(crate) use found_columns;
 pub(crate) use select_found;
 const FIND_BY_EMAIL: &str = concat!(select_found!(), " WHERE account_id = ?1 AND email = ?2");
 const FIND_BY_PHONE: &str = concat!(select_found!(), " WHERE account_id = ?1 AND phone = ?2");
@@ -127,13 +158,18 @@ const FIND_BY_BOTH: &str = concat!(
 
 /// Reads a `Found` from a row that starts with `select_found!()`'s columns.
 pub fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
+    read_found_at(row, 0)
+}
+
+/// `read_found` for a row whose `found_columns!()` start at column `first`.
+pub fn read_found_at(row: &rusqlite::Row, first: usize) -> rusqlite::Result<Found> {
     Ok(Found {
-        id: row.get(0)?,
-        email: ChannelColumns::read(row, 1, true)?,
-        phone: ChannelColumns::read(row, 8, false)?,
-        memberships: row.get(13)?,
-        tags: row.get(14)?,
-        fields: row.get(15)?,
+        id: row.get(first)?,
+        email: ChannelColumns::read(row, first + 1, true)?,
+        phone: ChannelColumns::read(row, first + 8, false)?,
+        memberships: row.get(first + 13)?,
+        tags: row.get(first + 14)?,
+        fields: row.get(first + 15)?,
     })
 }
 
@@ -185,6 +221,14 @@ pub fn find_by_addresses(
 /// Creates the contact (its `id` is ignored) and answers the new id; the caller counts it into
 /// `contact_blocks` with `NewContacts`.
 pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
+    let id = insert_row(db, account_id, contact)?;
+    db.facets
+        .borrow_mut()
+        .record(account_id, id, None, Some(contact));
+    Ok(id)
+}
+
+fn insert_row(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
     db.stmt(
         "INSERT INTO contacts (account_id,
             email, email_status, email_availability, email_add_time, email_request_ip,
@@ -223,10 +267,13 @@ fn row_params<'a>(key: &'a i64, contact: &'a Found) -> [&'a dyn ToSql; 16] {
 
 /// Writes the contact back whole if it differs from `before` (a re-sync of unchanged data
 /// writes nothing).
-pub fn save_contact(db: &Db, before: &Found, after: &Found) -> Result<()> {
+pub fn save_contact(db: &Db, account_id: i64, before: &Found, after: &Found) -> Result<()> {
     if before == after {
         return Ok(());
     }
+    db.facets
+        .borrow_mut()
+        .record(account_id, after.id, Some(before), Some(after));
     if before.email == after.email && before.phone == after.phone {
         // Only the packed parts changed (a re-sync of lists, tags or values): the address
         // indexes need not be touched.
@@ -276,9 +323,12 @@ impl NewContacts {
 }
 
 /// Deletes a contact with everything it has (all of it is in its row).
-pub fn delete_contact(db: &Db, contact_id: i64) -> Result<()> {
+pub fn delete_contact(db: &Db, account_id: i64, contact: &Found) -> Result<()> {
     db.stmt("DELETE FROM contacts WHERE id = ?1")?
-        .execute([contact_id])?;
+        .execute([contact.id])?;
+    db.facets
+        .borrow_mut()
+        .record(account_id, contact.id, Some(contact), None);
     Ok(())
 }
 

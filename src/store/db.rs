@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::import_plan::{Channel, FieldName};
+use crate::store::facets::Facet;
 use crate::store::packed::{FieldValues, Memberships, TagSet};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The schema this binary writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Prepared statements kept per connection (export builds a few variants per filter set).
 const STATEMENT_CACHE: usize = 128;
@@ -399,44 +400,75 @@ pub struct CountFilter {
 }
 
 /// How many of the account's contacts are "in" the list (active or unsubscribed) under the
-/// filter. Memberships are packed in the contact row (see `packed`), so this walks the
-/// account's contacts that have any.
+/// filter. By list (and channel) alone it is a sum of the list's per-block counts
+/// (`facets.rs`); with a tag or a search, the contacts of the blocks holding the list's members
+/// are tested one by one.
 pub fn count_in_list(conn: &Connection, account_id: i64, filter: &CountFilter) -> Result<i64> {
-    let mut statement = conn.prepare_cached(
-        "SELECT email, phone, memberships, tag_ids FROM contacts
-         WHERE account_id = ?1 AND memberships IS NOT NULL",
-    )?;
+    let facet = Facet::list(filter.list_id, filter.channel);
+    if filter.tag_id.is_none() && filter.search.is_none() {
+        return Ok(conn
+            .prepare_cached(
+                "SELECT coalesce(sum(contacts), 0) FROM block_counts
+                 WHERE account_id = ?1 AND facet = ?2",
+            )?
+            .query_row(params![account_id, facet.code()], |row| row.get(0))?);
+    }
     let search = filter
         .search
         .as_ref()
         .map(|s| (s.to_lowercase(), s.as_str()));
     let damaged = || Error::Internal("a contact's packed lists or tags are damaged".into());
-    let mut rows = statement.query([account_id])?;
+    let mut statement = conn.prepare_cached(
+        "SELECT email, phone, memberships, tag_ids FROM contacts
+         WHERE id >= ?2 AND id < ?3 AND account_id = ?1",
+    )?;
     let mut count = 0;
-    while let Some(row) = rows.next()? {
-        let in_list = Memberships::stored_in_list(row.get_ref(2)?, filter.list_id, filter.channel);
-        if !in_list.ok_or_else(damaged)? {
-            continue;
-        }
-        if let Some(tag_id) = filter.tag_id
-            && !TagSet::stored_contains(row.get_ref(3)?, tag_id).ok_or_else(damaged)?
-        {
-            continue;
-        }
-        if let Some((lower, given)) = &search {
-            let contains = |column: usize, wanted: &str| -> rusqlite::Result<bool> {
-                let address: Option<String> = row.get(column)?;
-                Ok(address.is_some_and(|a| a.contains(wanted)))
-            };
-            let found = (filter.channel != Some(Channel::Phone) && contains(0, lower)?)
-                || (filter.channel != Some(Channel::Email) && contains(1, given)?);
-            if !found {
+    for (block, _) in facet_blocks(conn, account_id, facet, 0)? {
+        let mut rows = statement.query(params![account_id, block << 10, (block + 1) << 10])?;
+        while let Some(row) = rows.next()? {
+            let in_list =
+                Memberships::stored_in_list(row.get_ref(2)?, filter.list_id, filter.channel);
+            if !in_list.ok_or_else(damaged)? {
                 continue;
             }
+            if let Some(tag_id) = filter.tag_id
+                && !TagSet::stored_contains(row.get_ref(3)?, tag_id).ok_or_else(damaged)?
+            {
+                continue;
+            }
+            if let Some((lower, given)) = &search {
+                let contains = |column: usize, wanted: &str| -> rusqlite::Result<bool> {
+                    let address: Option<String> = row.get(column)?;
+                    Ok(address.is_some_and(|a| a.contains(wanted)))
+                };
+                let found = (filter.channel != Some(Channel::Phone) && contains(0, lower)?)
+                    || (filter.channel != Some(Channel::Email) && contains(1, given)?);
+                if !found {
+                    continue;
+                }
+            }
+            count += 1;
         }
-        count += 1;
     }
     Ok(count)
+}
+
+/// The blocks from `from_block` on where some of the account's contacts have `facet`, with how
+/// many, in order.
+pub fn facet_blocks(
+    conn: &Connection,
+    account_id: i64,
+    facet: Facet,
+    from_block: i64,
+) -> Result<Vec<(i64, i64)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT block, contacts FROM block_counts
+         WHERE account_id = ?1 AND facet = ?2 AND block >= ?3 AND contacts > 0 ORDER BY block",
+    )?;
+    let rows = statement.query_map(params![account_id, facet.code(), from_block], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// How many contacts the account has.

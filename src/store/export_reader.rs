@@ -7,6 +7,8 @@ use crate::export_query::{ExportColumn, ExportFilters, ExportQuery, SystemColumn
 use crate::import_plan::Channel;
 use crate::model::{Availability, EmailStatus, MembershipState, PhoneStatus, Timestamp, case_key};
 use crate::store::contact_rows::{self, Found, read_found, select_found};
+use crate::store::db;
+use crate::store::facets::Facet;
 use crate::store::packed::{Memberships, TagSet};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
@@ -60,23 +62,110 @@ pub fn export_page(
     ends: &PageEnds,
     generation: u64,
 ) -> Result<Vec<Vec<String>>> {
-    let filtered = !query.filters.is_empty();
-    let (from_id, skip) = if !filtered {
-        seek(conn, query.account_id, offset)?
-    } else if let Some(last_id) = ends.start_after(query, offset, generation) {
-        (last_id + 1, 0)
+    let contacts = if query.filters.is_empty() {
+        let (from_id, skip) = seek(conn, query.account_id, offset)?;
+        select_contacts(conn, query, &Packed::default(), whole(from_id), skip, limit)?
     } else {
-        (0, offset)
+        filtered_page(conn, query, offset, limit, ends, generation)?
     };
-    let contacts = select_contacts(conn, query, from_id, skip, limit)?;
-    if let (true, Some(last)) = (filtered, contacts.last()) {
-        ends.remember(query, offset + contacts.len() as u64, generation, last.id);
-    }
     let tag_names = tag_names(conn, query)?;
     Ok(contacts
         .iter()
         .map(|c| render(query, c, &tag_names))
         .collect())
+}
+
+/// A filtered page. One filter by list, tag or status (the usual synchronisation) starts at
+/// the block holding the offset, found from the facet's per-block counts, and reads only the
+/// blocks that hold such contacts. Several filters walk the first one's blocks from where the
+/// previous page ended when that is remembered, else from the start.
+fn filtered_page(
+    conn: &Connection,
+    query: &ExportQuery,
+    offset: u64,
+    limit: u64,
+    ends: &PageEnds,
+    generation: u64,
+) -> Result<Vec<Found>> {
+    let filters = &query.filters;
+    let tag = match &filters.tag {
+        Some(name) => match tag_id(conn, query.account_id, name)? {
+            Some(id) => Some(id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    let packed = Packed {
+        list: filters.list_id,
+        tag,
+    };
+    let facets: Vec<Facet> = [
+        filters.list_id.map(Facet::List),
+        tag.map(Facet::Tag),
+        filters.email_status.map(Facet::EmailStatus),
+        filters.phone_status.map(Facet::PhoneStatus),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let by_address = filters.email.is_some() || filters.phone.is_some();
+    if let ([facet], false) = (facets.as_slice(), by_address) {
+        let blocks = db::facet_blocks(conn, query.account_id, *facet, 0)?;
+        let mut before = 0;
+        for (at, (_, contacts)) in blocks.iter().enumerate() {
+            let contacts = (*contacts).max(0) as u64;
+            if before + contacts > offset {
+                let ranges = block_ranges(&blocks[at..], 0);
+                return select_contacts(conn, query, &packed, ranges, offset - before, limit);
+            }
+            before += contacts;
+        }
+        return Ok(Vec::new());
+    }
+    let (from_id, skip) = match ends.start_after(query, offset, generation) {
+        Some(last_id) => (last_id + 1, 0),
+        None => (0, offset),
+    };
+    let contacts = match facets.first().filter(|_| !by_address) {
+        Some(facet) => {
+            let blocks = db::facet_blocks(conn, query.account_id, *facet, from_id >> 10)?;
+            select_contacts(
+                conn,
+                query,
+                &packed,
+                block_ranges(&blocks, from_id),
+                skip,
+                limit,
+            )?
+        }
+        None => select_contacts(conn, query, &packed, whole(from_id), skip, limit)?,
+    };
+    if let Some(last) = contacts.last() {
+        ends.remember(query, offset + contacts.len() as u64, generation, last.id);
+    }
+    Ok(contacts)
+}
+
+/// What a contact's packed columns must hold to be selected.
+#[derive(Default)]
+struct Packed {
+    list: Option<i64>,
+    tag: Option<i64>,
+}
+
+/// Ranges of contact ids to read, in order: [from, to).
+type Ranges = Vec<(i64, i64)>;
+
+fn whole(from_id: i64) -> Ranges {
+    vec![(from_id, i64::MAX)]
+}
+
+/// The id ranges of these blocks, the first starting no lower than `from_id`.
+fn block_ranges(blocks: &[(i64, i64)], from_id: i64) -> Ranges {
+    blocks
+        .iter()
+        .map(|(block, _)| ((block << 10).max(from_id), (block + 1) << 10))
+        .collect()
 }
 
 /// Every row of an export, `chunk` contacts at a time, handed to `sink` in id order. Run it
@@ -90,8 +179,18 @@ pub fn export_all(
     let mut after = 0;
     let mut written = 0;
     let tag_names = tag_names(conn, query)?;
+    let packed = Packed {
+        list: query.filters.list_id,
+        tag: match &query.filters.tag {
+            Some(name) => match tag_id(conn, query.account_id, name)? {
+                Some(id) => Some(id),
+                None => return Ok(0),
+            },
+            None => None,
+        },
+    };
     loop {
-        let contacts = select_contacts(conn, query, after + 1, 0, chunk)?;
+        let contacts = select_contacts(conn, query, &packed, whole(after + 1), 0, chunk)?;
         let Some(last) = contacts.last() else {
             return Ok(written);
         };
@@ -122,88 +221,134 @@ fn seek(conn: &Connection, account_id: i64, offset: u64) -> Result<(i64, u64)> {
     Ok((i64::MAX, 0))
 }
 
+/// The account's contacts in `ranges` that pass the query's filters, skipping the first `skip`
+/// of them, at most `limit`.
 fn select_contacts(
     conn: &Connection,
     query: &ExportQuery,
-    from_id: i64,
-    offset: u64,
+    packed: &Packed,
+    ranges: Ranges,
+    skip: u64,
     limit: u64,
 ) -> Result<Vec<Found>> {
     let filters = &query.filters;
     // Only constant fragments are joined here; every value is a bound parameter.
     let mut sql = String::from(concat!(
         select_found!(),
-        " WHERE account_id = :account AND id >= :from"
+        " WHERE account_id = :account AND id >= :from AND id < :to"
     ));
-    let mut values: Vec<(&str, &dyn ToSql)> =
-        vec![(":account", &query.account_id), (":from", &from_id)];
+    let (mut from, mut to): (i64, i64);
+    let mut conditions: Vec<(&str, &dyn ToSql)> = Vec::new();
     if let Some(email) = &filters.email {
         sql.push_str(" AND email = :email");
-        values.push((":email", email));
+        conditions.push((":email", email));
     }
     if let Some(phone) = &filters.phone {
         sql.push_str(" AND phone = :phone");
-        values.push((":phone", phone));
+        conditions.push((":phone", phone));
     }
     if let Some(status) = &filters.email_status {
         sql.push_str(" AND email IS NOT NULL AND email_status = :email_status");
-        values.push((":email_status", status));
+        conditions.push((":email_status", status));
     }
     if let Some(status) = &filters.phone_status {
         sql.push_str(" AND phone IS NOT NULL AND phone_status = :phone_status");
-        values.push((":phone_status", status));
+        conditions.push((":phone_status", status));
     }
-    // Lists and tags are packed in the row (see `packed`): those filters are applied here, on
-    // the contacts SQLite walks in id order, testing the stored bytes without reading the rest of
-    // each row; the page's rows are read afterwards.
-    let tag = match &filters.tag {
-        Some(name) => match tag_id(conn, query.account_id, name)? {
-            Some(id) => Some(id),
-            None => return Ok(Vec::new()),
-        },
-        None => None,
-    };
-    let list = filters.list_id;
-    if list.is_none() && tag.is_none() {
+    if packed.list.is_none() && packed.tag.is_none() {
+        // No packed filter: SQLite selects and skips by itself.
         sql.push_str(" ORDER BY id LIMIT :limit OFFSET :offset");
-        let (limit, offset) = (limit as i64, offset as i64);
-        values.push((":limit", &limit));
-        values.push((":offset", &offset));
         let mut statement = conn.prepare_cached(&sql)?;
-        let rows = statement.query_map(values.as_slice(), read_found)?;
-        return Ok(rows.collect::<rusqlite::Result<_>>()?);
+        let (limit, skip) = (limit as i64, skip as i64);
+        let mut found = Vec::new();
+        let mut skipped = 0i64;
+        for (low, high) in ranges {
+            (from, to) = (low, high);
+            let mut values: Vec<(&str, &dyn ToSql)> = vec![
+                (":account", &query.account_id),
+                (":from", &from),
+                (":to", &to),
+            ];
+            values.extend(conditions.iter().copied());
+            let wanted = limit - found.len() as i64;
+            let offset = skip - skipped;
+            values.push((":limit", &wanted));
+            values.push((":offset", &offset));
+            let rows: Vec<Found> = statement
+                .query_map(values.as_slice(), read_found)?
+                .collect::<rusqlite::Result<_>>()?;
+            if rows.is_empty() && offset > 0 {
+                // The skip is larger than this range: count what it holds and go on.
+                skipped += count_in(conn, &sql, &values)?;
+                continue;
+            }
+            skipped = skip;
+            found.extend(rows);
+            if found.len() as i64 >= limit {
+                break;
+            }
+        }
+        return Ok(found);
     }
+    // Lists and tags are packed in the row (see `packed`): those filters are applied here,
+    // testing the stored bytes without reading the rest of each row; the page's rows are read
+    // afterwards.
     let sql = sql.replacen(
         select_found!(),
         "SELECT id, memberships, tag_ids FROM contacts",
         1,
     ) + " ORDER BY id";
     let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(values.as_slice())?;
     let damaged = || Error::Internal("a contact's packed lists or tags are damaged".into());
     let mut ids = Vec::new();
-    let mut skip = offset;
-    while let Some(row) = rows.next()? {
-        if let Some(list) = list
-            && !Memberships::stored_in_list(row.get_ref(1)?, list, None).ok_or_else(damaged)?
-        {
-            continue;
-        }
-        if let Some(tag) = tag
-            && !TagSet::stored_contains(row.get_ref(2)?, tag).ok_or_else(damaged)?
-        {
-            continue;
-        }
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        ids.push(row.get::<_, i64>(0)?);
-        if ids.len() as u64 >= limit {
-            break;
+    let mut skip = skip;
+    'ranges: for (low, high) in ranges {
+        (from, to) = (low, high);
+        let mut values: Vec<(&str, &dyn ToSql)> = vec![
+            (":account", &query.account_id),
+            (":from", &from),
+            (":to", &to),
+        ];
+        values.extend(conditions.iter().copied());
+        let mut rows = statement.query(values.as_slice())?;
+        while let Some(row) = rows.next()? {
+            if let Some(list) = packed.list
+                && !Memberships::stored_in_list(row.get_ref(1)?, list, None).ok_or_else(damaged)?
+            {
+                continue;
+            }
+            if let Some(tag) = packed.tag
+                && !TagSet::stored_contains(row.get_ref(2)?, tag).ok_or_else(damaged)?
+            {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            ids.push(row.get::<_, i64>(0)?);
+            if ids.len() as u64 >= limit {
+                break 'ranges;
+            }
         }
     }
     contacts_by_ids(conn, &ids)
+}
+
+/// How many rows a range's query (without its LIMIT and OFFSET) selects.
+fn count_in(conn: &Connection, sql: &str, values: &[(&str, &dyn ToSql)]) -> Result<i64> {
+    let select = sql
+        .split_once(" ORDER BY")
+        .map_or(sql, |(select, _)| select)
+        .replacen(select_found!(), "SELECT count(*) FROM contacts", 1);
+    let values: Vec<(&str, &dyn ToSql)> = values
+        .iter()
+        .copied()
+        .filter(|(name, _)| !matches!(*name, ":limit" | ":offset"))
+        .collect();
+    Ok(conn
+        .prepare_cached(&select)?
+        .query_row(values.as_slice(), |row| row.get(0))?)
 }
 
 /// The contacts with these ascending ids, read a run of nearby ids at a time: one range query

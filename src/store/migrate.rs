@@ -17,7 +17,10 @@ pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
         if version < 3 {
             add_confirmations(conn)?;
         }
-        conn.execute_batch("PRAGMA user_version = 3")
+        if version < 4 {
+            add_block_counts(conn)?;
+        }
+        conn.execute_batch("PRAGMA user_version = 4")
     })();
     match upgraded {
         Ok(()) => conn.execute_batch("COMMIT"),
@@ -28,16 +31,40 @@ pub fn upgrade(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     }
 }
 
-/// Version 2 to 3: the outbox of double opt-in confirmations (its definition is schema.sql's).
+/// Version 2 to 3: the outbox of double opt-in confirmations.
 fn add_confirmations(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(schema_part(
+        "CREATE TABLE confirmations",
+        "\n\nPRAGMA user_version",
+    ))
+}
+
+/// Version 3 to 4: the per-block facet counts, counted from every contact once, and the
+/// deletions of lists, tags and fields still to be taken off contacts.
+fn add_block_counts(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(schema_part(
+        "CREATE TABLE block_counts",
+        "\n\n-- async/exportContacts",
+    ))?;
+    let counts = crate::store::facets::count_all(conn)?;
+    let mut insert = conn.prepare(
+        "INSERT INTO block_counts (account_id, facet, block, contacts) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for ((account_id, facet, block), contacts) in counts {
+        insert.execute(params![account_id, facet, block, contacts])?;
+    }
+    Ok(())
+}
+
+/// The statements of schema.sql from `start` up to `end`: later versions' tables as the schema
+/// defines them, so that an upgraded database and a new one are the same.
+fn schema_part(start: &str, end: &str) -> &'static str {
     let schema = include_str!("../../schema.sql");
-    let start = schema
-        .find("CREATE TABLE confirmations")
-        .expect("schema.sql defines confirmations");
-    let end = schema[start..]
-        .find("\n\nPRAGMA user_version")
-        .map_or(schema.len(), |end| start + end);
-    conn.execute_batch(&schema[start..end])
+    let from = schema.find(start).expect("schema.sql defines the table");
+    let to = schema[from..]
+        .find(end)
+        .map_or(schema.len(), |to| from + to);
+    &schema[from..to]
 }
 
 /// Version 1 to 2: memberships, tags and field values move from their own tables into the

@@ -8,6 +8,7 @@ pub mod confirmations;
 pub mod contact_rows;
 pub mod db;
 pub mod export_reader;
+pub mod facets;
 pub mod maintenance;
 pub mod migrate;
 pub mod owner;

@@ -65,7 +65,14 @@ fn delete_catalog(conn: &Connection, account_id: i64) -> Result<Vec<String>> {
         )?
         .query_map([account_id], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
-    for table in ["lists", "fields", "tags", "export_tasks", "confirmations"] {
+    for table in [
+        "lists",
+        "fields",
+        "tags",
+        "export_tasks",
+        "confirmations",
+        "catalog_deletions",
+    ] {
         // Table names cannot be bound; these four are fixed here, never a caller's text.
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE account_id = ?1"))?
             .execute([account_id])?;
@@ -83,6 +90,8 @@ pub fn account_exists(conn: &Connection, account_id: i64) -> Result<bool> {
 pub fn orphaned_accounts(conn: &Connection) -> Result<Vec<i64>> {
     let mut statement = conn.prepare_cached(
         "SELECT DISTINCT account_id FROM contact_blocks
+         WHERE account_id NOT IN (SELECT id FROM accounts)
+         UNION SELECT DISTINCT account_id FROM block_counts
          WHERE account_id NOT IN (SELECT id FROM accounts)
          UNION SELECT DISTINCT account_id FROM lists WHERE account_id NOT IN (SELECT id FROM accounts)
          UNION SELECT DISTINCT account_id FROM tags WHERE account_id NOT IN (SELECT id FROM accounts)
@@ -109,6 +118,16 @@ pub fn purge_step(conn: &Connection, account_id: i64) -> Result<bool> {
             .execute(params![account_id, block])?;
     }
     if !blocks.is_empty() {
+        return Ok(true);
+    }
+    // Then the facet counts, one facet (at most a row per block) per step.
+    let facet: Option<i64> = conn
+        .prepare_cached("SELECT facet FROM block_counts WHERE account_id = ?1 LIMIT 1")?
+        .query_row([account_id], |row| row.get(0))
+        .optional()?;
+    if let Some(facet) = facet {
+        conn.prepare_cached("DELETE FROM block_counts WHERE account_id = ?1 AND facet = ?2")?
+            .execute(params![account_id, facet])?;
         return Ok(true);
     }
     // A write planned before the reset and applied after it may have added to the old id.

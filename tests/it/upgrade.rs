@@ -43,7 +43,7 @@ fn a_schema_1_database_is_upgraded_and_keeps_every_contact_whole() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let old_tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master
@@ -143,7 +143,17 @@ fn a_schema_2_database_gains_the_outbox() {
     let db = dir.path().join("v2.db");
     let schema = include_str!("../../schema.sql");
     let outbox = schema.find("-- Double opt-in confirmations").unwrap();
-    let version_2 = format!("{}PRAGMA user_version = 2;", &schema[..outbox]);
+    let (counts, tasks) = (
+        schema
+            .find("-- How many of an account's contacts in each block")
+            .unwrap(),
+        schema.find("-- async/exportContacts tasks").unwrap(),
+    );
+    let version_2 = format!(
+        "{}{}PRAGMA user_version = 2;",
+        &schema[..counts],
+        &schema[tasks..outbox]
+    );
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(&version_2).unwrap();
     conn.execute_batch(&format!(
@@ -157,7 +167,7 @@ fn a_schema_2_database_gains_the_outbox() {
         .db()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     server.ok(
         "subscribe",
         &[("list_ids", "10"), ("fields[email]", "new@example.com")],
