@@ -8,6 +8,7 @@ mod control_outbox;
 mod control_state;
 mod export;
 mod export_async;
+mod facet_properties;
 mod fidelity;
 mod handler_properties;
 mod hostile;
