@@ -148,7 +148,7 @@ fn apply(app: &App, op: &Op) {
     match op {
         Op::Import(account, rows, overwrite_lists, overwrite_tags) => {
             let ids = lists(app, *account);
-            let mut items = vec![
+            let items = vec![
                 ("field_names[0]", "email".to_string()),
                 ("field_names[1]", "phone".to_string()),
                 ("field_names[2]", "email_list_ids".to_string()),
@@ -183,7 +183,7 @@ fn apply(app: &App, op: &Op) {
                     names.push((format!("data[{r}][{c}]"), cell));
                 }
             }
-            let mut all = pairs(&items.drain(..).collect::<Vec<_>>());
+            let mut all = pairs(&items);
             all.extend(names);
             call(app, *account, "importContacts", &all);
         }
