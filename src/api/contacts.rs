@@ -202,9 +202,12 @@ pub fn get_contact(call: &Call) -> Result<Answer> {
         }
         let mut answer = json!({"email": email_object});
         if include_lists {
+            // Only lists that exist: a deleted one may not be off every contact yet.
+            let live = db::list_ids(conn, account_id)?;
             let lists: Vec<Value> = channel
                 .memberships
                 .of(Channel::Email)
+                .filter(|m| live.contains(&m.list_id))
                 .map(|m| {
                     json!({
                         "id": m.list_id,

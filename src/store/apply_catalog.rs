@@ -3,7 +3,7 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::Timestamp;
-use crate::store::contact_rows::{self, Db, Found, read_found, select_found};
+use crate::store::catalog_cleanup::{self, Kind};
 use crate::store::db::{Account, AccountRecord, ExportTask};
 use crate::store::writer::UpsertedAccount;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -167,12 +167,9 @@ pub fn update_list(conn: &Connection, update: &ListUpdate) -> Result<()> {
 /// Deletes the list and every membership in it; the contacts stay.
 pub fn delete_list(conn: &Connection, account_id: i64, list_id: i64) -> Result<()> {
     check_owned(conn, account_id, Owned::List, list_id)?;
-    take_off_contacts(conn, account_id, |contact| {
-        contact.memberships.retain(|m| m.list_id != list_id)
-    })?;
     conn.prepare_cached("DELETE FROM lists WHERE id = ?1")?
         .execute([list_id])?;
-    Ok(())
+    catalog_cleanup::record(conn, Kind::List, list_id, account_id)
 }
 
 /// Refuses a name another field of the account (other than `except`) already has, in any case.
@@ -227,53 +224,17 @@ pub fn update_field(conn: &Connection, update: &FieldUpdate) -> Result<i64> {
 /// Deletes the field and every value of it.
 pub fn delete_field(conn: &Connection, account_id: i64, field_id: i64) -> Result<()> {
     check_owned(conn, account_id, Owned::Field, field_id)?;
-    take_off_contacts(conn, account_id, |contact| contact.fields.set(field_id, ""))?;
     conn.prepare_cached("DELETE FROM fields WHERE id = ?1")?
         .execute([field_id])?;
-    Ok(())
+    catalog_cleanup::record(conn, Kind::Field, field_id, account_id)
 }
 
 /// Deletes the tag; it leaves every contact that had it.
 pub fn delete_tag(conn: &Connection, account_id: i64, tag_id: i64) -> Result<()> {
     check_owned(conn, account_id, Owned::Tag, tag_id)?;
-    take_off_contacts(conn, account_id, |contact| contact.tags.remove(tag_id))?;
     conn.prepare_cached("DELETE FROM tags WHERE id = ?1")?
         .execute([tag_id])?;
-    Ok(())
-}
-
-/// Contacts read per step of `take_off_contacts`.
-const CONTACTS_PER_STEP: i64 = 1024;
-
-/// Applies `change` to every contact of the account and writes back those it changed: how a
-/// deleted list, field or tag leaves every contact. It walks the account's contacts, because
-/// nothing indexes the packed parts (see `packed`); deleting is rare, importing is not.
-fn take_off_contacts(
-    conn: &Connection,
-    account_id: i64,
-    change: impl Fn(&mut Found),
-) -> Result<()> {
-    let db = Db::new(conn);
-    let mut after_id = 0;
-    loop {
-        let mut statement = db.stmt(concat!(
-            select_found!(),
-            " WHERE id > ?1 AND account_id = ?2 ORDER BY id LIMIT ?3"
-        ))?;
-        let step: Vec<Found> = statement
-            .query_map(params![after_id, account_id, CONTACTS_PER_STEP], read_found)?
-            .collect::<rusqlite::Result<_>>()?;
-        drop(statement);
-        let Some(last) = step.last() else {
-            return db.finish();
-        };
-        after_id = last.id;
-        for before in &step {
-            let mut after = before.clone();
-            change(&mut after);
-            contact_rows::save_contact(&db, account_id, before, &after)?;
-        }
-    }
+    catalog_cleanup::record(conn, Kind::Tag, tag_id, account_id)
 }
 
 pub fn update_export_task(

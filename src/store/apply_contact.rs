@@ -265,11 +265,12 @@ pub struct MembershipChange {
 
 pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> Result<()> {
     let db = &Db::new(conn);
-    if let Some(list_ids) = &change.list_ids {
-        let lists = db::list_ids(conn, change.account_id)?;
-        if let Some(missing) = list_ids.iter().find(|id| !lists.contains(id)) {
-            return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
-        }
+    // Only lists that exist: a deleted one may not be off every contact yet.
+    let lists = db::list_ids(conn, change.account_id)?;
+    if let Some(list_ids) = &change.list_ids
+        && let Some(missing) = list_ids.iter().find(|id| !lists.contains(id))
+    {
+        return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
     }
     let before = contact_rows::find(db, change.account_id, change.channel, &change.address)?
         .ok_or_else(|| not_found(&change.address))?;
@@ -278,10 +279,11 @@ pub fn apply_membership_change(conn: &Connection, change: &MembershipChange) -> 
         .memberships
         .of(change.channel)
         .filter(|m| {
-            change
-                .list_ids
-                .as_ref()
-                .is_none_or(|ids| ids.contains(&m.list_id))
+            lists.contains(&m.list_id)
+                && change
+                    .list_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&m.list_id))
         })
         .copied()
         .collect();

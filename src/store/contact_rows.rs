@@ -24,6 +24,7 @@ pub struct Db<'c> {
     pub conn: &'c Connection,
     held: RefCell<Vec<(usize, CachedStatement<'c>)>>,
     facets: RefCell<FacetChanges>,
+    deleted_tags: RefCell<Option<(i64, Vec<i64>)>>,
 }
 
 impl<'c> Db<'c> {
@@ -32,7 +33,21 @@ impl<'c> Db<'c> {
             conn,
             held: RefCell::new(Vec::with_capacity(24)),
             facets: RefCell::new(FacetChanges::default()),
+            deleted_tags: RefCell::new(None),
         }
+    }
+
+    /// The account's deleted tags still on some contacts (`catalog_cleanup`), read once per
+    /// command.
+    pub fn deleted_tags(&self, account_id: i64) -> Result<Vec<i64>> {
+        if let Some((account, tags)) = &*self.deleted_tags.borrow()
+            && *account == account_id
+        {
+            return Ok(tags.clone());
+        }
+        let tags = crate::store::catalog_cleanup::deleted_tags(self.conn, account_id)?;
+        *self.deleted_tags.borrow_mut() = Some((account_id, tags.clone()));
+        Ok(tags)
     }
 
     /// Writes the facet counts the command's row writes changed.
@@ -381,6 +396,10 @@ impl TagIds {
         } else {
             current.clone()
         };
+        // A deleted tag not yet taken off every contact does not count towards the limit.
+        for deleted in db.deleted_tags(account_id)? {
+            kept.remove(deleted);
+        }
         let mut unknown: Vec<&str> = Vec::new();
         for name in given {
             match self.existing(db, account_id, name)? {

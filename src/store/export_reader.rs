@@ -12,7 +12,7 @@ use crate::store::facets::Facet;
 use crate::store::packed::{Memberships, TagSet};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// Where recent filtered pages ended: a synchronisation walks the pages in order, and the next
@@ -68,11 +68,8 @@ pub fn export_page(
     } else {
         filtered_page(conn, query, offset, limit, ends, generation)?
     };
-    let tag_names = tag_names(conn, query)?;
-    Ok(contacts
-        .iter()
-        .map(|c| render(query, c, &tag_names))
-        .collect())
+    let names = Names::of(conn, query)?;
+    Ok(contacts.iter().map(|c| render(query, c, &names)).collect())
 }
 
 /// A filtered page. One filter by list, tag or status (the usual synchronisation) starts at
@@ -178,7 +175,7 @@ pub fn export_all(
 ) -> Result<u64> {
     let mut after = 0;
     let mut written = 0;
-    let tag_names = tag_names(conn, query)?;
+    let names = Names::of(conn, query)?;
     let packed = Packed {
         list: query.filters.list_id,
         tag: match &query.filters.tag {
@@ -196,7 +193,7 @@ pub fn export_all(
         };
         after = last.id;
         for contact in &contacts {
-            sink(render(query, contact, &tag_names))?;
+            sink(render(query, contact, &names))?;
             written += 1;
         }
     }
@@ -389,22 +386,34 @@ fn tag_id(conn: &Connection, account_id: i64, name: &str) -> Result<Option<i64>>
         .optional()?)
 }
 
-/// The account's tag names by id, when the columns show tags.
-fn tag_names(conn: &Connection, query: &ExportQuery) -> Result<HashMap<i64, String>> {
-    if query.needs_tags() {
-        contact_rows::tag_names(conn, query.account_id)
-    } else {
-        Ok(HashMap::new())
+/// The account's catalog as rows are rendered with it: tag names by id (when the columns show
+/// tags) and the lists that exist. A deleted list or tag not yet taken off every contact
+/// (`catalog_cleanup`) is in neither, so it is never shown.
+struct Names {
+    tags: HashMap<i64, String>,
+    lists: HashSet<i64>,
+}
+
+impl Names {
+    fn of(conn: &Connection, query: &ExportQuery) -> Result<Names> {
+        Ok(Names {
+            tags: if query.needs_tags() {
+                contact_rows::tag_names(conn, query.account_id)?
+            } else {
+                HashMap::new()
+            },
+            lists: db::list_ids(conn, query.account_id)?.into_iter().collect(),
+        })
     }
 }
 
-fn render(query: &ExportQuery, contact: &Found, tag_names: &HashMap<i64, String>) -> Vec<String> {
+fn render(query: &ExportQuery, contact: &Found, names: &Names) -> Vec<String> {
     let list = |channel: Channel, state: MembershipState| -> String {
         join(
             contact
                 .memberships
                 .of(channel)
-                .filter(|m| m.state == state)
+                .filter(|m| m.state == state && names.lists.contains(&m.list_id))
                 .map(|m| m.list_id.to_string()),
         )
     };
@@ -413,7 +422,7 @@ fn render(query: &ExportQuery, contact: &Found, tag_names: &HashMap<i64, String>
             contact
                 .memberships
                 .of(channel)
-                .filter(|m| m.state == MembershipState::Active)
+                .filter(|m| m.state == MembershipState::Active && names.lists.contains(&m.list_id))
                 .map(|m| m.time.wire()),
         )
     };
@@ -465,7 +474,7 @@ fn render(query: &ExportQuery, contact: &Found, tag_names: &HashMap<i64, String>
                     PhoneSubscribeTimes => times(Channel::Phone),
                     PhoneUnsubscribedListIds => list(Channel::Phone, MembershipState::Unsubscribed),
                     PhoneExcludedListIds => list(Channel::Phone, MembershipState::Excluded),
-                    Tags => contact_rows::names_of(&contact.tags, tag_names).join(","),
+                    Tags => contact_rows::names_of(&contact.tags, &names.tags).join(","),
                     EmailLastDeliveredAt | EmailLastReadAt | EmailLastClickedAt
                     | PhoneLastDeliveredAt => String::new(),
                 }

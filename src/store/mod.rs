@@ -4,6 +4,7 @@
 pub mod apply_catalog;
 pub mod apply_contact;
 pub mod apply_import;
+pub mod catalog_cleanup;
 pub mod confirmations;
 pub mod contact_rows;
 pub mod db;

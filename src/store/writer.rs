@@ -13,6 +13,7 @@ use crate::store::apply_contact::{
     MembershipChange, SubscribePlan, apply_membership_change, apply_subscribe,
 };
 use crate::store::apply_import::{ImportOutcome, apply_import};
+use crate::store::catalog_cleanup;
 use crate::store::confirmations::{self, Confirmed, Selector};
 use crate::store::db::{AccountRecord, ExportTask};
 use crate::store::reset::{self, ResetOutcome};
@@ -208,8 +209,13 @@ impl Writer {
             eprintln!("writer: cannot look for rows left by resets: {e}");
             Vec::new()
         });
+        let cleanups = catalog_cleanup::pending(&conn).unwrap_or_else(|e| {
+            eprintln!("writer: cannot read the unfinished deletions: {e}");
+            Vec::new()
+        });
         let writer_loop = WriterLoop {
             orphans,
+            cleanups,
             after_reset: false,
             conn,
             batch_rows: options.batch_rows.max(1),
@@ -293,6 +299,8 @@ struct WriterLoop {
     file_gone_said: bool,
     /// Account ids left behind by resets whose rows are still to be deleted.
     orphans: Vec<i64>,
+    /// Deleted lists, tags and fields still to be taken off contacts (`catalog_cleanup`).
+    cleanups: Vec<catalog_cleanup::Pending>,
     /// Whether a reset has run in this process: from then on, a write planned before a reset
     /// and applied after it may land on an id no account has, and its rows must be deleted
     /// as the rest of that id's were.
@@ -361,6 +369,15 @@ impl WriterLoop {
                 }
             }
             let resets = batch.iter().any(|c| matches!(c, Command::Reset { .. }));
+            let deletes = batch.iter().any(|c| {
+                matches!(
+                    c,
+                    Command::DeleteList { .. }
+                        | Command::DeleteTag { .. }
+                        | Command::DeleteField { .. }
+                        | Command::Reset { .. }
+                )
+            });
             let late_writes = self.after_reset
                 && batch
                     .iter()
@@ -373,31 +390,61 @@ impl WriterLoop {
             if resets || late_writes {
                 self.find_orphans();
             }
+            if deletes {
+                self.find_cleanups();
+            }
         }
     }
 
-    /// The next command; while rows left by resets remain, deletes some of them each time the
-    /// queue is empty. None once every sender is gone.
+    /// The next command. While rows left by resets, or ids of deleted lists, tags and fields
+    /// remain on contacts, some of them are cleaned each time the queue is empty: a step is one
+    /// short transaction, so a command arriving meanwhile waits for one step at most.
     fn next_command(&mut self, commands: &Receiver<Command>) -> Option<Command> {
-        while let Some(&orphan) = self.orphans.first() {
+        while !self.orphans.is_empty() || !self.cleanups.is_empty() {
             match commands.try_recv() {
                 Ok(command) => return Some(command),
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
                 Err(crossbeam_channel::TryRecvError::Empty) => {}
             }
-            match self.in_own_transaction(|conn| reset::purge_step(conn, orphan)) {
-                Ok(true) => {}
+            if let Some(&orphan) = self.orphans.first() {
+                match self.in_own_transaction(|conn| reset::purge_step(conn, orphan)) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.orphans.remove(0);
+                    }
+                    Err(e) => {
+                        // Left for the next start-up to find again, rather than retried in a loop.
+                        eprintln!("writer: cannot delete rows left by a reset: {e}");
+                        self.orphans.clear();
+                    }
+                }
+                continue;
+            }
+            let mut pending = self.cleanups[0].clone();
+            match self.in_own_transaction(|conn| catalog_cleanup::step(conn, &mut pending)) {
+                Ok(true) => self.cleanups[0] = pending,
                 Ok(false) => {
-                    self.orphans.remove(0);
+                    self.cleanups.remove(0);
                 }
                 Err(e) => {
-                    // Left for the next start-up to find again, rather than retried in a loop.
-                    eprintln!("writer: cannot delete rows left by a reset: {e}");
-                    self.orphans.clear();
+                    eprintln!(
+                        "writer: cannot take a deleted {:?} off contacts: {e}",
+                        pending.kind
+                    );
+                    self.cleanups.clear();
                 }
             }
         }
         commands.recv().ok()
+    }
+
+    /// Looks again for deletions to finish (after a batch that deleted a list, tag or field, a
+    /// reset or a restore).
+    fn find_cleanups(&mut self) {
+        match catalog_cleanup::pending(&self.conn) {
+            Ok(found) => self.cleanups = found,
+            Err(e) => eprintln!("writer: cannot read the unfinished deletions: {e}"),
+        }
     }
 
     fn find_orphans(&mut self) {
@@ -435,6 +482,7 @@ impl WriterLoop {
             self.stats.commits.fetch_add(1, Ordering::SeqCst);
             self.after_reset = true;
             self.find_orphans();
+            self.find_cleanups();
         }
         let _ = reply.send(result);
     }

@@ -303,6 +303,9 @@ fn check(app: &App) -> Result<(), TestCaseError> {
     let (expected, stored, live) = app
         .store
         .read(|conn| {
+            // One snapshot for both: the writer may be cleaning up deletions meanwhile.
+            let snapshot = conn.unchecked_transaction()?;
+            let conn = &*snapshot;
             let live: Vec<i64> = conn
                 .prepare("SELECT id FROM accounts")?
                 .query_map([], |r| r.get(0))?
@@ -423,6 +426,61 @@ fn check(app: &App) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Once the writer has finished the deletions, no contact and no count mentions a deleted
+/// list or tag.
+fn cleaned_up(app: &App) -> Result<(), TestCaseError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left: i64 = app
+            .store
+            .read(|conn| {
+                Ok(conn.query_row("SELECT count(*) FROM catalog_deletions", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        prop_assert!(
+            std::time::Instant::now() < deadline,
+            "the clean-up finishes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let stale = app
+        .store
+        .read(|conn| {
+            let exists = |kind: i64, id: i64| -> rusqlite::Result<bool> {
+                let table = if kind < 3 { "lists" } else { "tags" };
+                conn.query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE id = ?1"),
+                    [id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n > 0)
+            };
+            let mut stale = Vec::new();
+            let counted = facets::count_all(conn)?;
+            let stored = conn
+                .prepare("SELECT account_id, facet, block, contacts FROM block_counts")?
+                .query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?
+                .collect::<rusqlite::Result<Vec<((i64, i64, i64), i64)>>>()?;
+            let live: Vec<i64> = conn
+                .prepare("SELECT id FROM accounts")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for ((account, facet, _), _) in counted.into_iter().chain(stored) {
+                let (id, kind) = (facet / 8, facet % 8);
+                if live.contains(&account) && kind <= 3 && !exists(kind, id)? {
+                    stale.push((account, facet));
+                }
+            }
+            Ok(stale)
+        })
+        .unwrap();
+    prop_assert!(stale.is_empty(), "deleted ids left behind: {:?}", stale);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -446,6 +504,7 @@ proptest! {
             }
         }
         check(&app)?;
+        cleaned_up(&app)?;
         app.store.close();
     }
 }
