@@ -230,10 +230,15 @@ fn select_contacts(
 ) -> Result<Vec<Found>> {
     let filters = &query.filters;
     // Only constant fragments are joined here; every value is a bound parameter.
-    let mut sql = String::from(concat!(
-        select_found!(),
-        " WHERE account_id = :account AND id >= :from AND id < :to"
-    ));
+    // By address, the address index finds the contact. Otherwise the rowid range is the way
+    // in: the unary + keeps SQLite from walking an address index (partial on IS NOT NULL,
+    // which a status filter implies) over the whole account instead.
+    let account_term = if filters.email.is_some() || filters.phone.is_some() {
+        " WHERE account_id = :account"
+    } else {
+        " WHERE +account_id = :account"
+    };
+    let mut sql = String::from(select_found!()) + account_term + " AND id >= :from AND id < :to";
     let (mut from, mut to): (i64, i64);
     let mut conditions: Vec<(&str, &dyn ToSql)> = Vec::new();
     if let Some(email) = &filters.email {
