@@ -1,5 +1,6 @@
 mod accounts;
 mod catalog;
+mod cleanup_crash;
 mod cli;
 mod contacts;
 mod control;
