@@ -49,6 +49,8 @@ struct Options {
     latency_only: bool,
     /// Only the journal-and-metrics pair.
     control_only: bool,
+    /// Only the storage floor against the HTTP path.
+    floor_only: bool,
     calls: usize,
     stored: usize,
 }
@@ -67,6 +69,7 @@ fn options() -> Options {
         storage_only: args.iter().any(|a| a == "--storage-only"),
         latency_only: args.iter().any(|a| a == "--latency-only"),
         control_only: args.iter().any(|a| a == "--control-only"),
+        floor_only: args.iter().any(|a| a == "--floor-only"),
         calls: value("--calls").unwrap_or(if quick { 20 } else { 100 }),
         stored: value("--stored").unwrap_or(if quick { 500_000 } else { 10_000_000 }),
     }
@@ -460,6 +463,120 @@ fn report_pair(baseline: (&str, &[f64]), variant: (&str, &[f64]), ratio_name: &s
     report(ratio_name, median(&ratios), "ratio");
 }
 
+/// The contact columns in the order the floor writes them.
+const ROW_COLUMNS: &str = "account_id, email, email_status, email_availability, email_add_time,
+    email_request_ip, email_confirm_time, email_confirm_ip, phone, phone_status,
+    phone_availability, phone_add_time, phone_request_ip, memberships, tag_ids, field_values";
+
+/// The rows an import left, exactly as stored: what the floor inserts.
+fn stored_rows(path: &std::path::Path) -> Vec<Vec<rusqlite::types::Value>> {
+    let conn = rusqlite::Connection::open(path).expect("opens the db");
+    let mut statement = conn
+        .prepare(&format!("SELECT {ROW_COLUMNS} FROM contacts ORDER BY id"))
+        .unwrap();
+    statement
+        .query_map([], |row| {
+            (0..16)
+                .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The storage floor: a bare rusqlite loop writing already-encoded rows into the same schema,
+/// durable, 500 rows a transaction, with prepared statements. Fresh rows are inserted; updates
+/// write each row back whole, as the import wrote it in its update pass. Contacts per second.
+fn floor_run(
+    fresh: &[Vec<rusqlite::types::Value>],
+    updated: &[Vec<rusqlite::types::Value>],
+) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .unwrap();
+    conn.execute_batch(include_str!("../schema.sql")).unwrap();
+    conn.execute(
+        "INSERT INTO accounts (id, login, api_key) VALUES (1, 'floor', 'k')",
+        [],
+    )
+    .unwrap();
+    let placeholders = (1..=16)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let started = Instant::now();
+    for chunk in fresh.chunks(ROWS) {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut insert = conn
+            .prepare_cached(&format!(
+                "INSERT INTO contacts ({ROW_COLUMNS}) VALUES ({placeholders})"
+            ))
+            .unwrap();
+        for row in chunk {
+            insert.execute(rusqlite::params_from_iter(row)).unwrap();
+        }
+        drop(insert);
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    let fresh_rate = fresh.len() as f64 / started.elapsed().as_secs_f64();
+    let set = ROW_COLUMNS
+        .split(',')
+        .skip(1)
+        .enumerate()
+        .map(|(i, c)| format!("{} = ?{}", c.trim(), i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let started = Instant::now();
+    for (n, chunk) in updated.chunks(ROWS).enumerate() {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut update = conn
+            .prepare_cached(&format!("UPDATE contacts SET {set} WHERE id = ?1"))
+            .unwrap();
+        for (i, row) in chunk.iter().enumerate() {
+            let id = (n * ROWS + i + 1) as i64;
+            let mut values: Vec<&dyn rusqlite::ToSql> = vec![&id];
+            values.extend(row[1..].iter().map(|v| v as &dyn rusqlite::ToSql));
+            update.execute(values.as_slice()).unwrap();
+        }
+        drop(update);
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    (
+        fresh_rate,
+        updated.len() as f64 / started.elapsed().as_secs_f64(),
+    )
+}
+
+/// The whole HTTP path (4 clients) against the storage floor, fresh and updates, in
+/// interleaved rounds.
+fn storage_floor(calls: usize) {
+    let (mut http_new, mut http_update, mut floor_new, mut floor_update) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let bench = Bench::start(Durability::Full, BATCH_ROWS);
+        http_new.push(bench.http(0..calls, 0, 4));
+        let fresh = stored_rows(&bench.db_path());
+        http_update.push(bench.http(0..calls, 1, 4));
+        let updated = stored_rows(&bench.db_path());
+        drop(bench);
+        let (new, update) = floor_run(&fresh, &updated);
+        floor_new.push(new);
+        floor_update.push(update);
+    }
+    report_pair(
+        ("floor_new", &floor_new),
+        ("http_new_4_clients", &http_new),
+        "http_vs_floor_new",
+    );
+    report_pair(
+        ("floor_update", &floor_update),
+        ("http_update_4_clients", &http_update),
+        "http_vs_floor_update",
+    );
+}
+
 /// What the control plane's bookkeeping costs the whole HTTP path: the request journal (every
 /// call's parameters, `data` up to 64 KiB) and the metrics, against neither, on fresh databases,
 /// interleaved.
@@ -516,6 +633,11 @@ fn main() {
     if options.control_only {
         drop(bench);
         control_plane(calls);
+        return;
+    }
+    if options.floor_only {
+        drop(bench);
+        storage_floor(calls);
         return;
     }
     validation(&bench);
