@@ -105,3 +105,43 @@ impl App {
         }
     }
 }
+
+/// What `App::reset` did.
+#[derive(Clone, Debug)]
+pub struct Reset {
+    /// Logins of the accounts emptied.
+    pub accounts: Vec<String>,
+    /// Journal entries cleared (a whole reset clears the journal).
+    pub cleared_requests: usize,
+}
+
+/// The state operations of the control plane, shared by `/_local/` and `TestServer`.
+impl App {
+    /// Empties the account `login`, or every account (and the journal) when `None`.
+    pub fn reset(&self, login: Option<&str>) -> crate::error::Result<Reset> {
+        let login = login.map(str::to_string);
+        let whole = login.is_none();
+        let outcome = self
+            .store
+            .writer()
+            .submit(|reply| crate::store::writer::Command::Reset { login, reply })?;
+        self.exporter.remove_unreferenced_files(&self.store);
+        Ok(Reset {
+            accounts: outcome.accounts,
+            cleared_requests: if whole { self.journal.clear() } else { 0 },
+        })
+    }
+
+    /// Saves the database as snapshot `name`.
+    pub fn save_snapshot(
+        &self,
+        name: &str,
+    ) -> crate::error::Result<crate::snapshots::SnapshotInfo> {
+        self.snapshots.save(&self.store, name)
+    }
+
+    /// Puts snapshot `name` back; `Ok(false)` when there is none.
+    pub fn restore_snapshot(&self, name: &str) -> crate::error::Result<bool> {
+        self.snapshots.restore(&self.store, &self.exporter, name)
+    }
+}

@@ -26,3 +26,6 @@ pub mod rate_limits;
 pub mod server;
 pub mod snapshots;
 pub mod store;
+pub mod test_server;
+
+pub use test_server::TestServer;

@@ -156,6 +156,11 @@ impl Server {
         })
     }
 
+    /// Everything a request can reach: the control plane's state, the journal, fault rules.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
     /// The store, for benchmarks that drive the writer without HTTP.
     pub fn store(&self) -> &Store {
         &self.app.store

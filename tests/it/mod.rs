@@ -16,6 +16,7 @@ mod hostile;
 mod import_apply;
 mod import_rows;
 mod isolation;
+mod library;
 mod operating;
 mod readme;
 mod reliability;

@@ -4,7 +4,6 @@
 use super::{Routed, answer, error, failed, invalid, not_allowed};
 use crate::app::App;
 use crate::params::Params;
-use crate::store::writer::Command;
 use serde_json::json;
 
 /// `POST /_local/reset[?account=LOGIN]`: through the writer, like any write.
@@ -21,24 +20,13 @@ pub(super) fn reset(app: &App, method: &str, path: &str, query: &Params) -> Rout
             "account is empty: name a login, or leave it out to reset every account",
         ));
     }
-    let whole = login.is_none();
-    let outcome = match app
-        .store
-        .writer()
-        .submit(|reply| Command::Reset { login, reply })
-    {
-        Ok(outcome) => outcome,
-        Err(e) => return Some(failed(e)),
-    };
-    app.exporter.remove_unreferenced_files(&app.store);
-    let mut cleared_requests = 0;
-    if whole {
-        cleared_requests = app.journal.clear();
-    }
-    Some(answer(
-        200,
-        &json!({"reset": outcome.accounts, "cleared_requests": cleared_requests}),
-    ))
+    Some(match app.reset(login.as_deref()) {
+        Ok(done) => answer(
+            200,
+            &json!({"reset": done.accounts, "cleared_requests": done.cleared_requests}),
+        ),
+        Err(e) => failed(e),
+    })
 }
 
 /// `GET /_local/snapshots`, `POST /_local/snapshots/NAME`, `POST .../NAME/restore`,
@@ -65,7 +53,7 @@ pub(super) fn snapshots(app: &App, method: &str, path: &str) -> Routed {
     };
     let missing = || answer(404, &error(&format!("no snapshot \"{name}\""), "not_found"));
     Some(match (method, action) {
-        ("POST", None) => match app.snapshots.save(&app.store, &name) {
+        ("POST", None) => match app.save_snapshot(&name) {
             Ok(info) => answer(200, &json!({"snapshot": info})),
             Err(e) => failed(e),
         },
@@ -77,7 +65,7 @@ pub(super) fn snapshots(app: &App, method: &str, path: &str) -> Routed {
         (_, None) => not_allowed("POST or DELETE"),
         ("POST", Some(_)) => {
             let started = std::time::Instant::now();
-            match app.snapshots.restore(&app.store, &app.exporter, &name) {
+            match app.restore_snapshot(&name) {
                 Ok(true) => answer(
                     200,
                     &json!({"restored": name, "duration_ms": started.elapsed().as_secs_f64() * 1000.0}),
