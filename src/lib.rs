@@ -15,6 +15,7 @@ pub mod error;
 pub mod export_query;
 pub mod exports;
 pub mod faults;
+pub mod files;
 pub mod http;
 pub mod import_plan;
 pub mod journal;

@@ -62,12 +62,19 @@ enum Commands {
         )]
         url: String,
     },
+    /// Import a CSV file into an account through importContacts, 500 rows a call (the
+    /// database directly; refused while a server holds it).
+    Import(cli_files::ImportArgs),
+    /// Export an account's contacts as CSV, as async exportContacts writes it.
+    Export(cli_files::ExportArgs),
     /// Check the database's integrity; exit code 1 when it is damaged.
     Check {
         #[command(flatten)]
         db: DbArg,
     },
 }
+
+mod cli_files;
 
 #[derive(clap::Args)]
 struct DbArg {
@@ -210,6 +217,8 @@ fn main() -> ExitCode {
         Commands::Backup { db, out } => backup(&db.db, &out),
         Commands::Restore { backup, db } => restore(&backup, &db.db),
         Commands::Check { db } => check(&db.db),
+        Commands::Import(args) => cli_files::import(args),
+        Commands::Export(args) => cli_files::export(args),
         Commands::Health { url } => health(&url),
     };
     match outcome {

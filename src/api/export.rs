@@ -90,6 +90,22 @@ pub fn task_result(call: &Call) -> Result<Answer> {
 }
 
 /// The columns and filters of an export call, checked against the account.
+/// The query exportContacts would run for these parameters (filters and `field_names`), checked
+/// as the API checks them: what the command line's `export` runs.
+pub fn query_for(
+    app: &crate::app::App,
+    account: crate::store::db::Account,
+    params: &crate::params::Params,
+) -> Result<ExportQuery> {
+    export_query(&Call {
+        app,
+        store: &app.store,
+        account,
+        params,
+        base_url: &app.public_url,
+    })
+}
+
 fn export_query(call: &Call) -> Result<ExportQuery> {
     let account_id = call.account.id;
     let fields: Vec<ExportField> = call

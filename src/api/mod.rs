@@ -8,6 +8,8 @@ mod import;
 mod lists;
 mod tags;
 
+pub use export::query_for as export_query_for;
+
 use crate::app::App;
 use crate::error::{Error, ErrorCode, Result};
 use crate::model::MAX_CELL_BYTES;

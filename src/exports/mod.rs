@@ -14,6 +14,8 @@ mod callbacks;
 mod schedule;
 mod worker;
 
+pub use worker::write_csv;
+
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::db::ExportTask;

@@ -146,22 +146,13 @@ impl ExportWorkers {
                     .saturating_sub(directory_bytes(&self.dir)),
                 next_disk_check: 0,
             };
-            let mut csv = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::CRLF)
-                .from_writer(BufWriter::with_capacity(1 << 20, file));
-            csv.write_record(query.headers()).map_err(csv_error)?;
-            // One deferred transaction: every chunk reads the same snapshot.
-            conn.execute_batch("BEGIN")?;
-            let written = export_all(conn, &query, CHUNK, |row| {
-                csv.write_record(&row).map_err(csv_error)
-            });
-            let _ = conn.execute_batch("COMMIT");
-            written?;
-            let file = csv
-                .into_inner()
-                .map_err(|e| io_error(e.into_error()))?
-                .into_inner()
-                .map_err(|e| io_error(e.into_error()))?;
+            let file = write_csv(
+                conn,
+                &query,
+                BufWriter::with_capacity(1 << 20, file),
+                |_| {},
+            )?;
+            let file = file.into_inner().map_err(|e| io_error(e.into_error()))?;
             file.file.sync_all().map_err(io_error)
         });
         match result {
@@ -268,6 +259,35 @@ impl ExportWorkers {
         }
         remove_unreferenced_files(&self.store, &self.dir, at_start);
     }
+}
+
+/// Writes an export as async export files are written (a header of the column names, CRLF
+/// lines), from one read snapshot; `progress` hears the rows written so far now and then.
+/// Answers the writer back, flushed, for the caller to sync or close.
+pub fn write_csv<W: std::io::Write>(
+    conn: &rusqlite::Connection,
+    query: &ExportQuery,
+    out: W,
+    mut progress: impl FnMut(u64),
+) -> Result<W> {
+    let mut csv = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    csv.write_record(query.headers()).map_err(csv_error)?;
+    // One deferred transaction: every chunk reads the same snapshot.
+    conn.execute_batch("BEGIN")?;
+    let mut rows = 0;
+    let written = export_all(conn, query, CHUNK, |row| {
+        rows += 1;
+        if rows % 10_000 == 0 {
+            progress(rows);
+        }
+        csv.write_record(&row).map_err(csv_error)
+    });
+    let _ = conn.execute_batch("COMMIT");
+    written?;
+    progress(rows);
+    csv.into_inner().map_err(|e| io_error(e.into_error()))
 }
 
 /// Removes the files in `dir` that no export task names (left by expired tasks, resets and

@@ -11,6 +11,7 @@ mod export;
 mod export_async;
 mod facet_properties;
 mod fidelity;
+mod files;
 mod handler_properties;
 mod hostile;
 mod import_apply;
