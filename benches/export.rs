@@ -129,6 +129,7 @@ fn main() {
         public_url: None,
         exports: Default::default(),
         control: unisender_local::app::ControlOptions::quiet(),
+        seed: Vec::new(),
     })
     .expect("the server starts");
     let mut client = Client::new(server.address());

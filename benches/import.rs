@@ -119,6 +119,7 @@ impl Bench {
             max_pages: None,
             public_url: None,
             exports: Default::default(),
+            seed: Vec::new(),
             control: unisender_local::app::ControlOptions {
                 journal,
                 metrics,
@@ -771,6 +772,7 @@ fn main() {
         public_url: None,
         exports: Default::default(),
         control: unisender_local::app::ControlOptions::quiet(),
+        seed: Vec::new(),
     })
     .expect("the large database reopens");
     let large = Bench {

@@ -125,6 +125,12 @@ impl Progress {
         }
     }
 
+    /// Neither a bar nor lines.
+    fn quiet(&mut self) {
+        self.bar = None;
+        self.last_line = Instant::now() + Duration::from_secs(u64::MAX / 4);
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -135,15 +141,39 @@ impl Progress {
 /// Imports the CSV file in calls of 500 rows. `stop` is checked between calls (Ctrl-C).
 pub fn import(job: &ImportJob, stop: &AtomicBool) -> Result<ImportSummary, String> {
     let opened = open(&job.db, &job.account)?;
-    let result = import_into(&opened, job, stop);
+    let result = import_into(&opened.app, &opened.account, job, stop, true);
     opened.app.store.close();
     result
 }
 
+/// Loads `file` into `account` of a server being started (`serve --seed`), before it listens:
+/// the same calls as `import`, without progress or a log file.
+pub fn seed(
+    app: &App,
+    account: &Account,
+    file: &Path,
+    list: Option<&str>,
+) -> Result<ImportSummary, String> {
+    let job = ImportJob {
+        file: file.to_path_buf(),
+        db: PathBuf::new(),
+        account: account.login.clone(),
+        list: list.map(str::to_string),
+        overwrite_tags: false,
+        overwrite_lists: false,
+        dry_run: false,
+        skip: 0,
+    };
+    import_into(app, account, &job, &AtomicBool::new(false), false)
+}
+
+/// `report`: a progress bar or lines, and the log file.
 fn import_into(
-    opened: &Opened,
+    app: &App,
+    account: &Account,
     job: &ImportJob,
     stop: &AtomicBool,
+    report: bool,
 ) -> Result<ImportSummary, String> {
     let read_error = |e: csv::Error| format!("{}: {e}", job.file.display());
     let total_rows = csv::ReaderBuilder::new()
@@ -169,7 +199,7 @@ fn import_into(
         ));
     }
     let list_id = match &job.list {
-        Some(list) => Some(resolve_list(opened, list)?),
+        Some(list) => Some(resolve_list(app, account, list)?),
         None => None,
     };
     let list_column = list_id.map(
@@ -183,12 +213,22 @@ fn import_into(
     );
     let id_column = columns.iter().position(|c| c == "id");
     let log_path = log_path(&job.file);
-    let mut log =
-        csv::Writer::from_path(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    log.write_record(["line", "code", "message"])
-        .map_err(|e| e.to_string())?;
+    let mut log = match report {
+        true => Some(
+            csv::Writer::from_path(&log_path)
+                .map_err(|e| format!("{}: {e}", log_path.display()))?,
+        ),
+        false => None,
+    };
+    if let Some(log) = &mut log {
+        log.write_record(["line", "code", "message"])
+            .map_err(|e| e.to_string())?;
+    }
     let mut summary = ImportSummary::default();
     let mut progress = Progress::new(total_rows.saturating_sub(job.skip) as u64, "imported");
+    if !report {
+        progress.quiet();
+    }
     let mut done = job.skip;
     // Calls run two at a time (the writer commits them together, as it does for concurrent
     // clients), while a thread reads the next rows and builds their parameters. Answers are
@@ -261,7 +301,7 @@ fn import_into(
                         continue; // taken after the stop: not started
                     }
                     let method = api::method("importContacts").expect("importContacts exists");
-                    let answer = api::call(&opened.app, method, opened.account.clone(), &params)
+                    let answer = api::call(app, method, account.clone(), &params)
                         .map(|answer| (lines, answer.result))
                         .map_err(|e| describe(&e));
                     if answer.is_err() {
@@ -294,12 +334,14 @@ fn import_into(
                 {
                     let index = entry["index"].as_u64().unwrap_or(0) as usize;
                     let line = lines.get(index).copied().unwrap_or(0);
-                    log.write_record([
-                        line.to_string(),
-                        entry["code"].as_str().unwrap_or_default().to_string(),
-                        entry["message"].as_str().unwrap_or_default().to_string(),
-                    ])
-                    .map_err(|e| e.to_string())?;
+                    if let Some(log) = &mut log {
+                        log.write_record([
+                            line.to_string(),
+                            entry["code"].as_str().unwrap_or_default().to_string(),
+                            entry["message"].as_str().unwrap_or_default().to_string(),
+                        ])
+                        .map_err(|e| e.to_string())?;
+                    }
                     summary.logged += 1;
                 }
                 done += lines.len();
@@ -316,7 +358,9 @@ fn import_into(
         summary.resume_skip = Some(done);
     }
     progress.finish();
-    log.flush().map_err(|e| e.to_string())?;
+    if let Some(log) = &mut log {
+        log.flush().map_err(|e| e.to_string())?;
+    }
     Ok(summary)
 }
 
@@ -384,22 +428,35 @@ pub fn log_path(file: &Path) -> PathBuf {
 }
 
 /// A list given by id or by title.
-fn resolve_list(opened: &Opened, list: &str) -> Result<i64, String> {
-    let lists = opened
-        .app
+fn resolve_list(app: &App, account: &Account, list: &str) -> Result<i64, String> {
+    let lists = app
         .store
         .read(|conn| {
             let mut statement =
                 conn.prepare_cached("SELECT id, title FROM lists WHERE account_id = ?1")?;
-            let rows = statement.query_map([opened.account.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = statement.query_map([account.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<(i64, String)>>>()?)
         })
         .map_err(|e| e.to_string())?;
-    lists
+    if let Some((id, _)) = lists
         .iter()
         .find(|(id, title)| title == list || id.to_string() == list)
-        .map(|(id, _)| *id)
-        .ok_or_else(|| format!("the account has no list \"{list}\" (by title or id)"))
+    {
+        return Ok(*id);
+    }
+    if list.parse::<i64>().is_ok() {
+        return Err(format!("the account has no list {list}"));
+    }
+    // A title not yet there is made, as a fixture would need it.
+    let mut params = Params::default();
+    params
+        .insert("title", list.to_string())
+        .map_err(|e| e.to_string())?;
+    let method = api::method("createList").expect("createList exists");
+    let created = api::call(app, method, account.clone(), &params).map_err(|e| describe(&e))?;
+    created.result["id"]
+        .as_i64()
+        .ok_or_else(|| "createList answered no id".to_string())
 }
 
 fn describe(error: &Error) -> String {
@@ -444,8 +501,7 @@ fn export_from(opened: &Opened, job: &ExportJob) -> Result<u64, String> {
     // The bar goes to the terminal only when the CSV does not.
     let mut progress = Progress::new(total.max(0) as u64, "exported");
     if job.out.is_none() {
-        progress.bar = None;
-        progress.last_line = Instant::now() + Duration::from_secs(u64::MAX / 4);
+        progress.quiet();
     }
     let mut rows = 0;
     let written = opened.app.store.read(|conn| {

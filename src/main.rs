@@ -156,6 +156,14 @@ struct ServeArgs {
         default_value = "off"
     )]
     rate_limits: RateLimitsArg,
+    /// A CSV file (as `import` reads) loaded into the first account before listening; `:LIST`
+    /// (a title or id) adds every row to that list. Repeatable.
+    #[arg(long, value_name = "FILE.csv[:LIST]")]
+    seed: Vec<String>,
+    /// When ready, write the server's URL (`http://HOST:PORT`) to this file, for a test in any
+    /// language to wait for (written whole, by a rename).
+    #[arg(long, value_name = "PATH", env = "UNISENDER_LOCAL_READY_FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -230,7 +238,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to `path` whole: a reader polling for the file never sees part of it.
+fn write_ready_file(path: &std::path::Path, text: &str) -> Result<(), String> {
+    let mut staged = path.as_os_str().to_os_string();
+    staged.push(".part");
+    let staged = PathBuf::from(staged);
+    std::fs::write(&staged, text)
+        .and_then(|()| std::fs::rename(&staged, path))
+        .map_err(|e| format!("cannot write the ready file {}: {e}", path.display()))
+}
+
 fn serve(args: ServeArgs) -> Result<(), String> {
+    let args_ready_file = args.ready_file.clone();
     let accounts = args
         .accounts
         .iter()
@@ -278,6 +297,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             },
             metrics: true,
         },
+        seed: args
+            .seed
+            .iter()
+            .map(|spec| match spec.rsplit_once(':') {
+                Some((file, list)) if !file.is_empty() && !list.is_empty() => {
+                    (PathBuf::from(file), Some(list.to_string()))
+                }
+                _ => (PathBuf::from(spec), None),
+            })
+            .collect(),
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
     // Installed before the listening line: whoever reads that line may signal at once.
@@ -294,8 +323,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             account.account.login, account.api_key
         );
     }
+    for (file, done) in &server.seeded {
+        let _ = writeln!(
+            out,
+            "seeded {} contacts from {} ({} invalid rows)",
+            done.inserted + done.updated,
+            file.display(),
+            done.invalid
+        );
+    }
     let _ = out.flush();
     drop(out);
+    if let Some(path) = &args_ready_file {
+        write_ready_file(path, &format!("http://{address}\n"))?;
+    }
     if !address.ip().is_loopback() {
         eprintln!("warning: listening on {address}, which other machines can reach");
     }

@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub exports: ExportLimits,
     /// The control plane's access and journal, and the request log.
     pub control: ControlOptions,
+    /// CSV files imported into the first account before the server listens (`--seed`), each
+    /// with a list (title or id) its rows also join.
+    pub seed: Vec<(PathBuf, Option<String>)>,
 }
 
 /// A server on a free loopback port serving `unisender-local.db`, durable, with the default
@@ -54,6 +57,7 @@ impl Default for ServeConfig {
             public_url: None,
             exports: ExportLimits::default(),
             control: ControlOptions::default(),
+            seed: Vec::new(),
         }
     }
 }
@@ -84,6 +88,8 @@ pub struct Server {
     accept_thread: Option<JoinHandle<()>>,
     /// The account made because the database had none, to be shown once.
     pub created_account: Option<AccountRecord>,
+    /// What each `seed` file loaded.
+    pub seeded: Vec<(PathBuf, crate::files::ImportSummary)>,
 }
 
 /// Stops a running server from another thread (a signal handler, a test).
@@ -106,6 +112,7 @@ impl Stopper {
 impl Server {
     pub fn start(config: ServeConfig) -> Result<Server, StartError> {
         crate::priority::start_validation_pool();
+        let (seed_files, accounts) = (config.seed.clone(), config.accounts.clone());
         let store = Arc::new(Store::open_with(
             &config.db,
             config.durability,
@@ -128,6 +135,7 @@ impl Server {
             config.exports,
             config.control,
         ));
+        let seeded = seed(&app, &seed_files, &accounts, created_account.as_ref())?;
         let stopping = Arc::new(AtomicBool::new(false));
         let mut limits = config.limits;
         limits.max_connections =
@@ -153,6 +161,7 @@ impl Server {
             stopping,
             accept_thread: Some(accept_thread),
             created_account,
+            seeded,
         })
     }
 
@@ -195,6 +204,45 @@ impl Server {
             self.app.store.close();
         }
     }
+}
+
+/// Imports the `seed` files into the first account (the first `--account`, or the one made
+/// for an empty database) before the server listens.
+fn seed(
+    app: &App,
+    files: &[(PathBuf, Option<String>)],
+    accounts: &[(String, String)],
+    created: Option<&AccountRecord>,
+) -> Result<Vec<(PathBuf, crate::files::ImportSummary)>, StartError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let login = match (accounts.first(), created) {
+        (Some((login, _)), _) => login.clone(),
+        (None, Some(record)) => record.account.login.clone(),
+        (None, None) => app
+            .store
+            .read(crate::store::db::accounts)
+            .map_err(|e| StartError(e.to_string()))?
+            .first()
+            .map(|record| record.account.login.clone())
+            .ok_or_else(|| StartError("--seed needs an account".into()))?,
+    };
+    let account = app
+        .store
+        .read(crate::store::db::accounts)
+        .map_err(|e| StartError(e.to_string()))?
+        .into_iter()
+        .map(|record| record.account)
+        .find(|account| account.login == login)
+        .ok_or_else(|| StartError(format!("no account \"{login}\" to seed")))?;
+    let mut seeded = Vec::new();
+    for (file, list) in files {
+        let done = crate::files::seed(app, &account, file, list.as_deref())
+            .map_err(|e| StartError(format!("--seed {}: {e}", file.display())))?;
+        seeded.push((file.clone(), done));
+    }
+    Ok(seeded)
 }
 
 /// A server dropped while running stops, so that a failing test does not leave one behind.

@@ -195,7 +195,10 @@ fn an_interrupted_import_says_how_to_resume_and_resuming_completes_it() {
         }
     };
     assert_eq!(output.status.code(), Some(1));
-    assert!(skip > 0 && skip < 120_000 && skip.is_multiple_of(500), "{said}");
+    assert!(
+        skip > 0 && skip < 120_000 && skip.is_multiple_of(500),
+        "{said}"
+    );
     let said = run_ok(&[
         "import",
         path(&csv),

@@ -7,6 +7,7 @@ mod control;
 mod control_faults;
 mod control_outbox;
 mod control_state;
+mod examples;
 mod export;
 mod export_async;
 mod facet_properties;

@@ -26,6 +26,7 @@ fn server(dir: &tempfile::TempDir, writer: WriterOptions) -> Server {
         public_url: None,
         exports: Default::default(),
         control: unisender_local::app::ControlOptions::quiet(),
+        seed: Vec::new(),
     })
     .expect("the server starts")
 }
