@@ -158,7 +158,12 @@ struct ServeArgs {
     rate_limits: RateLimitsArg,
     /// A CSV file (as `import` reads) loaded into the first account before listening; `:LIST`
     /// (a title or id) adds every row to that list. Repeatable.
-    #[arg(long, value_name = "FILE.csv[:LIST]")]
+    #[arg(
+        long,
+        value_name = "FILE.csv[:LIST]",
+        env = "UNISENDER_LOCAL_SEED",
+        value_delimiter = ','
+    )]
     seed: Vec<String>,
     /// When ready, write the server's URL (`http://HOST:PORT`) to this file, for a test in any
     /// language to wait for (written whole, by a rename).
