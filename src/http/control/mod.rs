@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::net::IpAddr;
 
 mod chaos;
+mod inspector;
 mod journal;
 mod outbox;
 mod state;
@@ -46,6 +47,7 @@ pub fn handle(app: &App, request: &HttpRequest, path: &str) -> HttpResponse {
             _ => not_allowed("GET"),
         }),
         "confirm" => outbox::confirm(app, request, path, &query),
+        "ui" => inspector::handle(app, method, path, &query),
         _ => None,
     };
     found.unwrap_or_else(|| answer(404, &error("no such control endpoint", "not_found")))
