@@ -25,5 +25,6 @@ mod reliability;
 mod request_errors;
 mod round_trip;
 mod transport;
+mod ui;
 mod upgrade;
 mod writer;
