@@ -78,6 +78,7 @@ pub struct TestServerBuilder {
     accounts: Vec<(String, String)>,
     durability: Option<Durability>,
     database: Option<PathBuf>,
+    fixtures: Vec<(PathBuf, Option<String>)>,
 }
 
 impl TestServerBuilder {
@@ -101,6 +102,13 @@ impl TestServerBuilder {
         self
     }
 
+    /// Loads a CSV file (as `unisender-local import` reads it) into the first account before
+    /// the server listens; `list` (a title, made if missing, or an id) gets every row.
+    pub fn fixture(mut self, csv: impl Into<PathBuf>, list: Option<&str>) -> Self {
+        self.fixtures.push((csv.into(), list.map(str::to_string)));
+        self
+    }
+
     /// Starts the server; panics with the reason if it cannot (a test cannot go on anyway).
     pub fn start(self) -> TestServer {
         let mut accounts = self.accounts;
@@ -121,6 +129,7 @@ impl TestServerBuilder {
             accounts: accounts.clone(),
             durability: self.durability.unwrap_or(Durability::Relaxed),
             control: ControlOptions::quiet(),
+            seed: self.fixtures,
             ..ServeConfig::default()
         })
         .unwrap_or_else(|e| panic!("the test server does not start: {}", e.0));

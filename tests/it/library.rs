@@ -95,3 +95,21 @@ fn a_test_server_can_keep_its_database_at_a_given_path() {
         "Kept"
     );
 }
+
+#[test]
+fn a_test_server_loads_a_fixture_csv_before_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("fixture.csv");
+    std::fs::write(&csv, "email,tags\na@example.com,vip\nb@example.com,\n").unwrap();
+    let server = TestServer::builder()
+        .fixture(&csv, Some("Customers"))
+        .start();
+    let key = server.api_key().to_string();
+    let lists = call(&server, &key, "getLists", &[])["result"].clone();
+    assert_eq!(lists[0]["title"], "Customers");
+    let list = lists[0]["id"].to_string();
+    assert_eq!(
+        call(&server, &key, "getContactCount", &[("list_id", &list)])["result"]["count"],
+        2
+    );
+}
