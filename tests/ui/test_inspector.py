@@ -90,7 +90,7 @@ def test_accounts(server, page):
 
 def test_contacts_page_filter_and_record(server, page):
     page.goto(server + "/_local/ui#contacts")
-    expect(page.locator("tbody tr")).to_have_count(50)
+    expect(page.locator("#view[data-view='contacts'] tbody tr")).to_have_count(50)
     expect(page.locator("tbody tr").first).to_contain_text("person000@example.com")
     page.click("#next")
     expect(page.locator("tbody tr").first).to_contain_text("person050@example.com")
@@ -147,7 +147,7 @@ def test_exports_with_download_links(server, page):
 
 def test_outbox_confirm_makes_the_contact_active(server, page):
     page.goto(server + "/_local/ui#outbox")
-    row = page.locator("tbody tr").first
+    row = page.locator("#view[data-view='outbox'] tbody tr").first
     expect(row).to_contain_text("invited@example.com")
     page.screenshot(path=str(SHOTS / "outbox.png"), full_page=True)
     row.locator("button.confirm").click()
@@ -159,6 +159,8 @@ def test_outbox_confirm_makes_the_contact_active(server, page):
 
 def test_fault_rules(server, page):
     page.goto(server + "/_local/ui#faults")
-    cells = page.locator("tbody tr").first.locator("td").all_inner_texts()
+    row = page.locator("#view[data-view='faults'] tbody tr").first
+    expect(row).to_contain_text("getTags")
+    cells = row.locator("td").all_inner_texts()
     assert cells == ["1", "getTags", "any", "HTTP 503", "3", "0"], cells
     page.screenshot(path=str(SHOTS / "faults.png"), full_page=True)
