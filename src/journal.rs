@@ -36,12 +36,14 @@ pub struct JournalEntry {
     pub status: u16,
     /// The error code, or a summary of the result (an import's counters).
     pub outcome: Value,
+    /// The answer's body as sent, up to 64 KiB (none for a dropped connection).
+    pub answer: Vec<u8>,
     pub duration_ms: f64,
 }
 
 impl JournalEntry {
     fn footprint(&self) -> usize {
-        self.params.as_ref().map_or(0, RecordedParams::footprint)
+        self.params.as_ref().map_or(0, RecordedParams::footprint) + self.answer.capacity()
     }
 
     /// The entry as `/_local/requests` shows it.
@@ -54,8 +56,23 @@ impl JournalEntry {
             "params": self.params.as_ref().map_or(Value::Null, RecordedParams::to_json),
             "status": self.status,
             "outcome": self.outcome,
+            "answer": answer_json(&self.answer),
             "duration_ms": self.duration_ms,
         })
+    }
+}
+
+/// Bytes of an answer the journal keeps.
+pub const ANSWER_BYTES: usize = 64 * 1024;
+
+/// An answer as JSON when it was kept whole; cut, as text with the marker.
+fn answer_json(answer: &[u8]) -> Value {
+    if answer.is_empty() {
+        return Value::Null;
+    }
+    match serde_json::from_slice(answer) {
+        Ok(value) => value,
+        Err(_) => Value::String(format!("{}{CUT_MARKER}", String::from_utf8_lossy(answer))),
     }
 }
 
@@ -351,6 +368,7 @@ mod tests {
             params: None,
             status: 200,
             outcome: Value::Null,
+            answer: Vec::new(),
             duration_ms: 0.0,
         }
     }

@@ -51,6 +51,12 @@ pub fn handle(app: &App, max_body: usize, request: HttpRequest) -> HttpResponse 
             params,
             status: response.status,
             outcome,
+            answer: match &response.body {
+                Body::Bytes(bytes) => {
+                    bytes[..bytes.len().min(crate::journal::ANSWER_BYTES)].to_vec()
+                }
+                Body::File(_) => Vec::new(),
+            },
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
         });
     }

@@ -298,6 +298,11 @@ fn the_journal_masks_keys_sent_in_the_query_or_a_gzip_body() {
     assert!(!text.contains(KEY), "{text}");
     assert_eq!(all[0]["params"]["title"], "Zipped");
     assert_eq!(
+        all[0]["answer"],
+        json!({"result": {"id": 1}}),
+        "the answer as sent"
+    );
+    assert_eq!(
         all[1]["params"]["api_key"],
         format!("…{}", &KEY[KEY.len() - 4..])
     );

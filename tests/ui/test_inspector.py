@@ -124,8 +124,14 @@ def test_journal_refreshes_by_itself(server, page):
     api(server, "getLists")
     expect(page.locator("#journal tbody tr").first.locator("td").nth(3)).to_have_text("getLists", timeout=5000)
     first = page.locator("#journal tbody tr").first
-    first.locator("summary").click()
-    expect(first.locator("pre").nth(1)).to_contain_text("…0000")
+    first.locator("summary").nth(1).click()
+    expect(first.locator("pre.sent")).to_contain_text("…0000")
+    first.locator("summary").nth(0).click()
+    expect(first.locator("pre.answer")).to_contain_text('"title": "News"')
+    # A new call redraws the journal; what was opened stays open.
+    api(server, "getFields")
+    expect(page.locator("#journal tbody tr").first.locator("td").nth(3)).to_have_text("getFields", timeout=5000)
+    expect(page.locator("#journal tbody tr").nth(1).locator("pre.answer")).to_be_visible()
     assert KEY not in page.content()
     page.screenshot(path=str(SHOTS / "journal.png"), full_page=True)
 
