@@ -5,38 +5,22 @@
 //! `cargo bench --bench control` (1,000,000 contacts; `--contacts N` for another size,
 //! `--quick` for 100,000). Prints one JSON object per measure.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/http_client.rs"]
 mod http_client;
+
+use common::*;
 
 use http_client::{Client, encode};
 use std::time::{Duration, Instant};
 use unisender_local::server::{ServeConfig, Server};
 use unisender_local::store::db::Durability;
 
-const KEY: &str = "bench-key-0123456789";
 const ROWS: usize = 500;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn report(name: &str, value: f64, unit: &str) {
-    let value = (value * 1000.0).round() / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({"name": name, "value": value, "unit": unit})
-    );
-}
-
-fn post(client: &mut Client, path: &str, body: &str) -> serde_json::Value {
-    let reply = client.post_form(path, body);
-    assert_eq!(
-        reply.status,
-        200,
-        "{path}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    reply.json()
-}
 
 /// One 500-row importContacts body: emails in a list, with a tag.
 fn import_body(list: i64, call: usize) -> String {

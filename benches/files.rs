@@ -2,17 +2,18 @@
 //! through importContacts' own code in 500-row calls, so it should keep up with four HTTP
 //! clients. `cargo bench --bench files` (1,000,000 rows; `--rows N`, `--quick` for 100,000).
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/http_client.rs"]
 mod http_client;
+
+use common::*;
 
 use http_client::{Client, encode};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use unisender_local::files::{ImportJob, import};
-use unisender_local::server::{ServeConfig, Server};
-use unisender_local::store::db::Durability;
 
-const KEY: &str = "bench-key-0123456789";
 const COLUMNS: [&str; 4] = ["email", "phone", "tags", "email_status"];
 
 #[global_allocator]
@@ -25,25 +26,6 @@ fn cells(n: usize) -> [String; 4] {
         format!("tag{},group{}", n % 5, n % 3),
         ["new", "active"][n % 2].to_string(),
     ]
-}
-
-fn report(name: &str, value: f64, unit: &str) {
-    let value = (value * 1000.0).round() / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({"name": name, "value": value, "unit": unit})
-    );
-}
-
-fn server(db: std::path::PathBuf) -> Server {
-    Server::start(ServeConfig {
-        db,
-        accounts: vec![("bench".into(), KEY.into())],
-        durability: Durability::Full,
-        control: unisender_local::app::ControlOptions::quiet(),
-        ..ServeConfig::default()
-    })
-    .expect("the server starts")
 }
 
 fn main() {

@@ -8,8 +8,12 @@
 //! the import benchmark's shape: email and phone, two lists, two tags, a status. Prints one
 //! JSON object per measure.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../tests/support/http_client.rs"]
 mod http_client;
+
+use common::*;
 
 use http_client::{Client, encode};
 use std::time::{Duration, Instant};
@@ -17,32 +21,10 @@ use unisender_local::server::{ServeConfig, Server};
 use unisender_local::store::db::Durability;
 use unisender_local::store::packed::{Memberships, TagSet};
 
-const KEY: &str = "bench-key-0123456789";
 const ROWS: usize = 500;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn report(name: &str, value: f64, unit: &str) {
-    let value = (value * 1000.0).round() / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({"name": name, "value": value, "unit": unit})
-    );
-}
-
-fn post(client: &mut Client, path: &str, body: &str) -> serde_json::Value {
-    let reply = client.post_form(path, body);
-    assert_eq!(
-        reply.status,
-        200,
-        "{path}: {}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let json = reply.json();
-    assert!(json.get("error").is_none(), "{path}: {json}");
-    json
-}
 
 fn import_body(lists: (i64, i64), call: usize) -> String {
     let mut body = format!("api_key={KEY}");
