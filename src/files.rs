@@ -253,8 +253,11 @@ fn import_into(
     let skip = job.skip;
     let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let halt = AtomicBool::new(false);
+    // Whose turn it is to queue its call for the writer.
+    let (turn, turned) = (std::sync::Mutex::new(0usize), std::sync::Condvar::new());
     std::thread::scope(|scope| -> Result<(), String> {
         let (halt, failed, work) = (&halt, &failed, &work);
+        let (turn, turned) = (&turn, &turned);
         scope.spawn(move || {
             let mut records = reader.records().skip(skip);
             for seq in 0.. {
@@ -298,12 +301,40 @@ fn import_into(
                         return;
                     };
                     if halt.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
-                        continue; // taken after the stop: not started
+                        // Taken after the stop: not started, but its turn passes.
+                        let mut turn = turn.lock().unwrap();
+                        while *turn != seq {
+                            turn = turned.wait(turn).unwrap();
+                        }
+                        *turn += 1;
+                        turned.notify_all();
+                        continue;
                     }
-                    let method = api::method("importContacts").expect("importContacts exists");
-                    let answer = api::call(app, method, account.clone(), &params)
-                        .map(|answer| (lines, answer.result))
-                        .map_err(|e| describe(&e));
+                    // Checked two at a time, applied in file order: a later row about the
+                    // same address must win, as it would in one call.
+                    let answer = api::import_in_turn(app, account.clone(), &params, |command| {
+                        let mut turn = turn.lock().unwrap();
+                        while *turn != seq {
+                            turn = turned.wait(turn).unwrap();
+                        }
+                        let queued = app.store.writer().enqueue(command);
+                        *turn += 1;
+                        turned.notify_all();
+                        queued
+                    })
+                    .map(|answer| (lines, answer.result))
+                    .map_err(|e| describe(&e));
+                    // A call refused before it was queued still passes its turn on.
+                    {
+                        let mut turn = turn.lock().unwrap();
+                        while *turn < seq {
+                            turn = turned.wait(turn).unwrap();
+                        }
+                        if *turn == seq {
+                            *turn += 1;
+                            turned.notify_all();
+                        }
+                    }
                     if answer.is_err() {
                         halt.store(true, Ordering::SeqCst);
                     }

@@ -37,6 +37,16 @@ pub fn import_contacts(call: &Call) -> Result<Answer> {
     // already use the cores, and rayon's hand-offs would only add work (on two cores, four
     // clients ran at 0.84 × the writer's speed with rayon on every call).
     let (_in_progress, alone) = InProgress::start();
+    let plan = plan(call, alone)?;
+    let outcome = call
+        .store
+        .writer()
+        .submit(|reply| Command::Import(plan.clone(), reply))?;
+    Ok(answer(outcome))
+}
+
+/// The call read and checked, ready for the writer.
+fn plan(call: &Call, alone: bool) -> Result<std::sync::Arc<ImportPlan>> {
     let params = call.params;
     let flags = ImportFlags::parse(params).map_err(Error::invalid_arg)?;
     let field_names = params
@@ -50,16 +60,37 @@ pub fn import_contacts(call: &Call) -> Result<Answer> {
         .read(|conn| db::field_names(conn, call.account.id))?;
     let columns = Columns::parse(field_names, &user_fields).map_err(Error::invalid_arg)?;
     let rows = split_rows(data, &columns).map_err(Error::invalid_arg)?;
-    let plan = std::sync::Arc::new(ImportPlan {
+    Ok(std::sync::Arc::new(ImportPlan {
         account_id: call.account.id,
         flags,
         field_ids: columns.field_ids(),
         rows: plan_rows(&columns, &rows, alone && rows.len() >= PARALLEL_THRESHOLD),
-    });
-    let outcome = call
-        .store
-        .writer()
-        .submit(|reply| Command::Import(plan.clone(), reply))?;
+    }))
+}
+
+/// importContacts for a caller that checks several calls at once but must have them applied
+/// in its order (the command line's `import`): the call is checked here, then handed to
+/// `queue_in_turn`, which queues it for the writer once the calls before it are queued.
+pub fn import_in_turn(
+    app: &crate::app::App,
+    account: crate::store::db::Account,
+    params: &crate::params::Params,
+    queue_in_turn: impl FnOnce(Command) -> Result<()>,
+) -> Result<Answer> {
+    let call = Call {
+        app,
+        store: &app.store,
+        account,
+        params,
+        base_url: &app.public_url,
+    };
+    let (_in_progress, alone) = InProgress::start();
+    let plan = plan(&call, alone)?;
+    let (reply, answers) = crossbeam_channel::bounded(1);
+    queue_in_turn(Command::Import(plan.clone(), reply))?;
+    let outcome = answers
+        .recv()
+        .unwrap_or_else(|_| Err(Error::Internal("the writer dropped a command".into())))?;
     Ok(answer(outcome))
 }
 

@@ -9,6 +9,7 @@ mod lists;
 mod tags;
 
 pub use export::query_for as export_query_for;
+pub use import::import_in_turn;
 
 use crate::app::App;
 use crate::error::{Error, ErrorCode, Result};

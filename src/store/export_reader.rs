@@ -266,12 +266,7 @@ fn select_contacts(
         let mut skipped = 0i64;
         for (low, high) in ranges {
             (from, to) = (low, high);
-            let mut values: Vec<(&str, &dyn ToSql)> = vec![
-                (":account", &query.account_id),
-                (":from", &from),
-                (":to", &to),
-            ];
-            values.extend(conditions.iter().copied());
+            let mut values = range_values(&query.account_id, &from, &to, &conditions);
             let wanted = limit - found.len() as i64;
             let offset = skip - skipped;
             values.push((":limit", &wanted));
@@ -306,12 +301,7 @@ fn select_contacts(
     let mut skip = skip;
     'ranges: for (low, high) in ranges {
         (from, to) = (low, high);
-        let mut values: Vec<(&str, &dyn ToSql)> = vec![
-            (":account", &query.account_id),
-            (":from", &from),
-            (":to", &to),
-        ];
-        values.extend(conditions.iter().copied());
+        let values = range_values(&query.account_id, &from, &to, &conditions);
         let mut rows = statement.query(values.as_slice())?;
         while let Some(row) = rows.next()? {
             if let Some(list) = packed.list
@@ -335,6 +325,19 @@ fn select_contacts(
         }
     }
     contacts_by_ids(conn, &ids)
+}
+
+/// The bound values of one range's query: the account, the range, the row filters.
+fn range_values<'a>(
+    account: &'a i64,
+    from: &'a i64,
+    to: &'a i64,
+    conditions: &[(&'a str, &'a dyn ToSql)],
+) -> Vec<(&'a str, &'a dyn ToSql)> {
+    let mut values: Vec<(&str, &dyn ToSql)> =
+        vec![(":account", account), (":from", from), (":to", to)];
+    values.extend(conditions.iter().copied());
+    values
 }
 
 /// How many rows a range's query (without its LIMIT and OFFSET) selects.

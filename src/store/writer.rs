@@ -87,7 +87,7 @@ impl Default for WriterStats {
     }
 }
 
-type Reply<T> = Sender<Result<T>>;
+pub type Reply<T> = Sender<Result<T>>;
 
 /// Every kind of write the server makes.
 pub enum Command {
@@ -238,21 +238,21 @@ impl Writer {
     /// Sends a command built around its reply channel and waits for the committed answer.
     pub fn submit<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
         let (reply, answer) = bounded(1);
-        match self
-            .queue
-            .send_timeout(command(reply), self.enqueue_timeout)
-        {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => {
-                return Err(Error::Overloaded("the write queue is full"));
-            }
-            Err(SendTimeoutError::Disconnected(_)) => {
-                return Err(Error::Overloaded("the server is stopping"));
-            }
-        }
+        self.enqueue(command(reply))?;
         answer
             .recv()
             .unwrap_or_else(|_| Err(Error::Internal("the writer dropped a command".into())))
+    }
+
+    /// Queues a command without waiting for it: commands are applied in the order queued.
+    pub fn enqueue(&self, command: Command) -> Result<()> {
+        match self.queue.send_timeout(command, self.enqueue_timeout) {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(_)) => Err(Error::Overloaded("the write queue is full")),
+            Err(SendTimeoutError::Disconnected(_)) => {
+                Err(Error::Overloaded("the server is stopping"))
+            }
+        }
     }
 
     /// Commands waiting in the queue.

@@ -264,3 +264,50 @@ fn a_terminal_sees_a_progress_bar_and_a_pipe_plain_lines() {
         "{piped}"
     );
 }
+
+#[test]
+fn rows_apply_in_file_order_across_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("order.db");
+    run_ok(&[
+        "accounts",
+        "add",
+        "a",
+        "--key",
+        "key-a-000000",
+        "--db",
+        path(&db),
+    ]);
+    let csv = dir.path().join("order.csv");
+    // The address is made in the first call and deleted in the third: applied out of order,
+    // the delete would find nothing and the insert would stay.
+    let mut text = String::from("email,delete\nkept@example.com,0\ngone@example.com,0\n");
+    for n in 0..1200 {
+        text.push_str(&format!("filler{n}@example.com,0\n"));
+    }
+    text.push_str("gone@example.com,1\n");
+    std::fs::write(&csv, text).unwrap();
+    let said = run_ok(&["import", path(&csv), "--db", path(&db), "--account", "a"]);
+    assert!(
+        said.contains("1202 inserted") && said.contains("1 deleted"),
+        "{said}"
+    );
+    let out = dir.path().join("out.csv");
+    run_ok(&[
+        "export",
+        "--db",
+        path(&db),
+        "--account",
+        "a",
+        "--column",
+        "email",
+        "-o",
+        path(&out),
+    ]);
+    let exported = std::fs::read_to_string(&out).unwrap();
+    assert!(!exported.contains("gone@example.com"), "the later row won");
+    let lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(lines[1], "kept@example.com", "ids follow the file's order");
+    assert_eq!(lines[2], "filler0@example.com");
+    assert_eq!(lines.last(), Some(&"filler1199@example.com"));
+}
