@@ -199,7 +199,7 @@ fn import_into(
         ));
     }
     let list_id = match &job.list {
-        Some(list) => Some(resolve_list(app, account, list)?),
+        Some(list) => Some(resolve_list(app, account, list, !job.dry_run)?),
         None => None,
     };
     let list_column = list_id.map(
@@ -458,8 +458,9 @@ pub fn log_path(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
-/// A list given by id or by title.
-fn resolve_list(app: &App, account: &Account, list: &str) -> Result<i64, String> {
+/// A list given by id or by title; a title not there yet is made when `create` (not in a dry
+/// run, which writes nothing).
+fn resolve_list(app: &App, account: &Account, list: &str, create: bool) -> Result<i64, String> {
     let lists = app
         .store
         .read(|conn| {
@@ -475,8 +476,8 @@ fn resolve_list(app: &App, account: &Account, list: &str) -> Result<i64, String>
     {
         return Ok(*id);
     }
-    if list.parse::<i64>().is_ok() {
-        return Err(format!("the account has no list {list}"));
+    if list.parse::<i64>().is_ok() || !create {
+        return Err(format!("the account has no list \"{list}\""));
     }
     // A title not yet there is made, as a fixture would need it.
     let mut params = Params::default();
