@@ -13,7 +13,7 @@ mod http_client;
 use common::*;
 
 use http_client::{Client, encode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use unisender_local::server::{ServeConfig, Server};
 use unisender_local::store::db::Durability;
 
@@ -94,12 +94,10 @@ fn main() {
     fill(&server, list, 1000);
     let (_, ms) = timed(|| post(&mut client, "/_local/snapshots/small", ""));
     report("snapshot_save_1000_contacts_ms", ms, "ms");
-    let restores: Vec<f64> = (0..20)
-        .map(|_| timed(|| post(&mut client, "/_local/snapshots/small/restore", "")).1)
-        .collect();
-    let mut sorted = restores.clone();
-    sorted.sort_by(f64::total_cmp);
-    report("snapshot_restore_1000_contacts_ms_p50", sorted[10], "ms");
+    let restore = median_ms(21, || {
+        post(&mut client, "/_local/snapshots/small/restore", "");
+    });
+    report("snapshot_restore_1000_contacts_ms_p50", restore, "ms");
 
     let (_, fill_ms) = timed(|| fill(&server, list, contacts));
     report(
@@ -120,53 +118,18 @@ fn main() {
     // does a write wait behind the clean-up?
     let (_, ms) = timed(|| post(&mut client, "/_local/reset?account=bench", ""));
     report(&format!("reset_{contacts}_contacts_ms"), ms, "ms");
-    let db = dir.path().join("bench.db");
-    let probe =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let left = || -> i64 {
-        probe
-            .query_row(
-                "SELECT count(*) FROM contacts WHERE account_id NOT IN (SELECT id FROM accounts)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
-    let started = Instant::now();
-    let mut waits = Vec::new();
-    let mut call = 0;
-    while left() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the clean-up ends"
-        );
-        let body = format!(
-            "api_key={KEY}&field_names%5B0%5D=email&data%5B0%5D%5B0%5D=probe{call}%40example.com"
-        );
-        call += 1;
-        let (_, ms) = timed(|| post(&mut client, "/en/api/importContacts", &body));
-        waits.push(ms);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    report("reset_cleanup_s", started.elapsed().as_secs_f64(), "s");
-    waits.sort_by(f64::total_cmp);
-    if !waits.is_empty() {
-        report(
-            "one_row_import_during_cleanup_ms_p50",
-            waits[waits.len() / 2],
-            "ms",
-        );
-        report(
-            "one_row_import_during_cleanup_ms_p99",
-            waits[waits.len() * 99 / 100],
-            "ms",
-        );
-        report(
-            "one_row_import_during_cleanup_ms_max",
-            *waits.last().unwrap(),
-            "ms",
-        );
+    let (waits, took) = writes_while(
+        &mut client,
+        &dir.path().join("bench.db"),
+        "SELECT count(*) FROM contacts WHERE account_id NOT IN (SELECT id FROM accounts)",
+        "reset",
+    );
+    report("reset_cleanup_s", took, "s");
+    if let Some(slowest) = waits.last() {
+        let at = |share: usize| waits[waits.len() * share / 100];
+        report("one_row_import_during_cleanup_ms_p50", at(50), "ms");
+        report("one_row_import_during_cleanup_ms_p99", at(99), "ms");
+        report("one_row_import_during_cleanup_ms_max", *slowest, "ms");
     }
     server.stop();
 }

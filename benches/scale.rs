@@ -16,7 +16,7 @@ mod http_client;
 use common::*;
 
 use http_client::{Client, encode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use unisender_local::server::{ServeConfig, Server};
 use unisender_local::store::db::Durability;
 use unisender_local::store::packed::{Memberships, TagSet};
@@ -58,19 +58,6 @@ fn import_body(lists: (i64, i64), call: usize) -> String {
     body
 }
 
-/// The median of `runs` timings of `work`, in ms.
-fn median_ms(runs: usize, mut work: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            work();
-            started.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[runs / 2]
-}
-
 /// Runs `delete` and then one-row imports every 5 ms until the writer has taken the deleted id
 /// off every contact; answers the slowest of those imports and how long the clean-up took.
 fn delete_and_watch(
@@ -87,35 +74,14 @@ fn delete_and_watch(
         started.elapsed().as_secs_f64() * 1000.0,
         "ms",
     );
-    let probe =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let pending = || -> i64 {
-        probe
-            .query_row("SELECT count(*) FROM catalog_deletions", [], |r| r.get(0))
-            .unwrap()
-    };
-    let mut slowest: f64 = 0.0;
-    let mut call = 0;
-    while pending() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "the clean-up ends"
-        );
-        let body = format!(
-            "api_key={KEY}&field_names%5B0%5D=email&data%5B0%5D%5B0%5D={name}{call}%40probe.example"
-        );
-        call += 1;
-        let sent = Instant::now();
-        post(&mut client, "/en/api/importContacts", &body);
-        slowest = slowest.max(sent.elapsed().as_secs_f64() * 1000.0);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    report(
-        &format!("{name}_cleanup_s"),
-        started.elapsed().as_secs_f64(),
-        "s",
+    let (waits, took) = writes_while(
+        &mut client,
+        db,
+        "SELECT count(*) FROM catalog_deletions",
+        name,
     );
+    let slowest = waits.last().copied().unwrap_or(0.0);
+    report(&format!("{name}_cleanup_s"), took, "s");
     report(
         &format!("{name}_slowest_write_during_cleanup_ms"),
         slowest,

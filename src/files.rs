@@ -65,11 +65,8 @@ fn open(db: &Path, login: &str) -> Result<Opened, String> {
     }
     let store = Arc::new(Store::open(db, Durability::Full).map_err(|e| e.to_string())?);
     let account = store
-        .read(db::accounts)
+        .read(|conn| db::account_by_login(conn, login))
         .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|record| record.account)
-        .find(|a| a.login == login)
         .ok_or_else(|| format!("no account \"{login}\" in {}", db.display()))?;
     let app = App::new(
         store,

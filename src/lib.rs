@@ -4,9 +4,11 @@
 //! `import_plan` checks importContacts rows in parallel, and `export_query` what an export asks
 //! for; `store` owns the database (a pool of read-only connections and one writer thread); `api`
 //! is one file per group of methods;
-//! `exports` writes async export files; `journal` keeps the last API calls; `http` is the only
-//! part that knows HTTP; `app` and `server` tie them into a running server; `allocator` sets up
-//! the binary's allocator (the library sets none).
+//! `exports` writes async export files; `journal` keeps the last API calls; `faults`,
+//! `rate_limits`, `metrics` and `snapshots` are the control plane's state (its endpoints are in
+//! `http::control`); `http` is the only part that knows HTTP; `app` and `server` tie them into a
+//! running server; `files` is the command line's CSV import and export, and `test_server` the
+//! server inside a Rust test; `allocator` sets up the binary's allocator (the library sets none).
 
 pub mod allocator;
 pub mod api;

@@ -230,11 +230,8 @@ fn seed(
     };
     let account = app
         .store
-        .read(crate::store::db::accounts)
+        .read(|conn| crate::store::db::account_by_login(conn, &login))
         .map_err(|e| StartError(e.to_string()))?
-        .into_iter()
-        .map(|record| record.account)
-        .find(|account| account.login == login)
         .ok_or_else(|| StartError(format!("no account \"{login}\" to seed")))?;
     let mut seeded = Vec::new();
     for (file, list) in files {

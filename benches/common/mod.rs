@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use crate::http_client::Client;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 use unisender_local::server::{ServeConfig, Server};
 use unisender_local::store::db::Durability;
 
@@ -51,4 +52,42 @@ pub fn timed<T>(work: impl FnOnce() -> T) -> (T, f64) {
     let started = Instant::now();
     let value = work();
     (value, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// The median of `runs` timings of `work`, in ms.
+pub fn median_ms(runs: usize, mut work: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..runs).map(|_| timed(&mut work).1).collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+/// One-row imports every 5 ms for as long as `pending_sql` (a count, read from the database at
+/// `db`) is above 0: how long writes wait behind the writer's background work. Answers each
+/// import's time in ms, sorted, and how long the work took in seconds.
+pub fn writes_while(
+    client: &mut Client,
+    db: &Path,
+    pending_sql: &str,
+    prefix: &str,
+) -> (Vec<f64>, f64) {
+    let probe =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opens the database to watch it");
+    let pending = || -> i64 { probe.query_row(pending_sql, [], |r| r.get(0)).unwrap() };
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    while pending() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the background work ends"
+        );
+        let body = format!(
+            "api_key={KEY}&field_names%5B0%5D=email&data%5B0%5D%5B0%5D={prefix}{}%40probe.example",
+            waits.len()
+        );
+        waits.push(timed(|| post(client, "/en/api/importContacts", &body)).1);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    waits.sort_by(f64::total_cmp);
+    (waits, started.elapsed().as_secs_f64())
 }

@@ -161,6 +161,20 @@ pub fn keys_equal(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
+/// The account with this login.
+pub fn account_by_login(conn: &Connection, login: &str) -> Result<Option<Account>> {
+    Ok(conn
+        .prepare_cached("SELECT id, login, contact_limit FROM accounts WHERE login = ?1")?
+        .query_row([login], |row| {
+            Ok(Account {
+                id: row.get(0)?,
+                login: row.get(1)?,
+                contact_limit: row.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
 pub fn accounts(conn: &Connection) -> Result<Vec<AccountRecord>> {
     let mut statement =
         conn.prepare_cached("SELECT id, login, contact_limit, api_key FROM accounts ORDER BY id")?;

@@ -85,17 +85,10 @@ fn filtered_page(
     generation: u64,
 ) -> Result<Vec<Found>> {
     let filters = &query.filters;
-    let tag = match &filters.tag {
-        Some(name) => match tag_id(conn, query.account_id, name)? {
-            Some(id) => Some(id),
-            None => return Ok(Vec::new()),
-        },
-        None => None,
+    let Some(packed) = Packed::of(conn, query)? else {
+        return Ok(Vec::new());
     };
-    let packed = Packed {
-        list: filters.list_id,
-        tag,
-    };
+    let tag = packed.tag;
     let facets: Vec<Facet> = [
         filters.list_id.map(Facet::List),
         tag.map(Facet::Tag),
@@ -150,6 +143,23 @@ struct Packed {
     tag: Option<i64>,
 }
 
+impl Packed {
+    /// The query's list and tag filters; None when the tag does not exist (nothing matches).
+    fn of(conn: &Connection, query: &ExportQuery) -> Result<Option<Packed>> {
+        let tag = match &query.filters.tag {
+            Some(name) => match tag_id(conn, query.account_id, name)? {
+                Some(id) => Some(id),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(Packed {
+            list: query.filters.list_id,
+            tag,
+        }))
+    }
+}
+
 /// Ranges of contact ids to read, in order: [from, to).
 type Ranges = Vec<(i64, i64)>;
 
@@ -176,15 +186,8 @@ pub fn export_all(
     let mut after = 0;
     let mut written = 0;
     let names = Names::of(conn, query)?;
-    let packed = Packed {
-        list: query.filters.list_id,
-        tag: match &query.filters.tag {
-            Some(name) => match tag_id(conn, query.account_id, name)? {
-                Some(id) => Some(id),
-                None => return Ok(0),
-            },
-            None => None,
-        },
+    let Some(packed) = Packed::of(conn, query)? else {
+        return Ok(0);
     };
     loop {
         let contacts = select_contacts(conn, query, &packed, whole(after + 1), 0, chunk)?;

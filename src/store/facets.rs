@@ -154,10 +154,6 @@ impl FacetChanges {
             .into_iter()
             .filter(|(_, change)| *change != 0)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.changes.values().all(|change| *change == 0)
-    }
 }
 
 /// Every facet count, counted from the contacts' packed rows: what `block_counts` must hold

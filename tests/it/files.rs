@@ -156,10 +156,17 @@ fn the_files_commands_refuse_a_database_a_server_holds() {
     terminate(&mut server.child);
 }
 
-#[test]
-fn an_interrupted_import_says_how_to_resume_and_resuming_completes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("big.db");
+/// A database with the empty account `a`, and a CSV file beside it: `header`, then
+/// `row(n)` for each of `rows` rows, then `tail`.
+fn empty_account_and_csv(
+    dir: &std::path::Path,
+    name: &str,
+    header: &str,
+    rows: usize,
+    row: impl Fn(usize) -> String,
+    tail: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let db = dir.join(format!("{name}.db"));
     run_ok(&[
         "accounts",
         "add",
@@ -169,12 +176,28 @@ fn an_interrupted_import_says_how_to_resume_and_resuming_completes_it() {
         "--db",
         path(&db),
     ]);
-    let csv = dir.path().join("big.csv");
-    let mut text = String::from("email,tags\n");
-    for n in 0..120_000 {
-        text.push_str(&format!("p{n}@example.com,t{}\n", n % 9));
+    let mut text = format!("{header}\n");
+    for n in 0..rows {
+        text.push_str(&row(n));
+        text.push('\n');
     }
+    text.push_str(tail);
+    let csv = dir.join(format!("{name}.csv"));
     std::fs::write(&csv, text).unwrap();
+    (db, csv)
+}
+
+#[test]
+fn an_interrupted_import_says_how_to_resume_and_resuming_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, csv) = empty_account_and_csv(
+        dir.path(),
+        "big",
+        "email,tags",
+        120_000,
+        |n| format!("p{n}@example.com,t{}", n % 9),
+        "",
+    );
     let child = binary()
         .args(["import", path(&csv), "--db", path(&db), "--account", "a"])
         .stdout(std::process::Stdio::piped())
@@ -218,22 +241,14 @@ fn an_interrupted_import_says_how_to_resume_and_resuming_completes_it() {
 #[test]
 fn a_terminal_sees_a_progress_bar_and_a_pipe_plain_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tty.db");
-    run_ok(&[
-        "accounts",
-        "add",
-        "a",
-        "--key",
-        "key-a-000000",
-        "--db",
-        path(&db),
-    ]);
-    let csv = dir.path().join("tty.csv");
-    let mut text = String::from("email\n");
-    for n in 0..3000 {
-        text.push_str(&format!("p{n}@example.com\n"));
-    }
-    std::fs::write(&csv, text).unwrap();
+    let (db, csv) = empty_account_and_csv(
+        dir.path(),
+        "tty",
+        "email",
+        3000,
+        |n| format!("p{n}@example.com"),
+        "",
+    );
     let command = format!(
         "{} import {} --db {} --account a",
         env!("CARGO_BIN_EXE_unisender-local"),
@@ -268,25 +283,16 @@ fn a_terminal_sees_a_progress_bar_and_a_pipe_plain_lines() {
 #[test]
 fn rows_apply_in_file_order_across_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("order.db");
-    run_ok(&[
-        "accounts",
-        "add",
-        "a",
-        "--key",
-        "key-a-000000",
-        "--db",
-        path(&db),
-    ]);
-    let csv = dir.path().join("order.csv");
     // The address is made in the first call and deleted in the third: applied out of order,
     // the delete would find nothing and the insert would stay.
-    let mut text = String::from("email,delete\nkept@example.com,0\ngone@example.com,0\n");
-    for n in 0..1200 {
-        text.push_str(&format!("filler{n}@example.com,0\n"));
-    }
-    text.push_str("gone@example.com,1\n");
-    std::fs::write(&csv, text).unwrap();
+    let (db, csv) = empty_account_and_csv(
+        dir.path(),
+        "order",
+        "email,delete\nkept@example.com,0\ngone@example.com,0",
+        1200,
+        |n| format!("filler{n}@example.com,0"),
+        "gone@example.com,1\n",
+    );
     let said = run_ok(&["import", path(&csv), "--db", path(&db), "--account", "a"]);
     assert!(
         said.contains("1202 inserted") && said.contains("1 deleted"),

@@ -89,10 +89,7 @@ fn account(app: &App, query: &Params) -> Result<Account> {
         .filter(|l| !l.is_empty())
         .ok_or_else(|| Error::invalid_arg("account is missing"))?;
     app.store
-        .read(db::accounts)?
-        .into_iter()
-        .map(|record| record.account)
-        .find(|a| a.login == login)
+        .read(|conn| db::account_by_login(conn, login))?
         .ok_or_else(|| Error::invalid_arg(format!("no account \"{login}\"")))
 }
 

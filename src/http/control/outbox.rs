@@ -89,11 +89,19 @@ pub(super) fn confirm(app: &App, request: &HttpRequest, path: &str, query: &Para
             .map(str::to_string)
     };
     let email = field("email").map(|e| e.to_lowercase());
-    let phone = field("phone").map(|p| {
-        p.chars()
-            .filter(|c| *c == '+' || c.is_ascii_digit())
-            .collect::<String>()
-    });
+    // As subscribe stores it: '+' and digits.
+    let phone = match field("phone") {
+        Some(raw) => match crate::model::Phone::parse(&raw) {
+            Some(phone) => Some(phone.as_str().to_string()),
+            None => {
+                return Some(invalid(&format!(
+                    "phone \"{}\" is not a phone number",
+                    raw.escape_debug()
+                )));
+            }
+        },
+        None => None,
+    };
     if email.is_none() && phone.is_none() {
         return Some(invalid("give email or phone: whose invitation to confirm"));
     }
