@@ -2,7 +2,8 @@
 //! and noisy: only ratios from one run count). Standard row shape: email, phone, two user fields,
 //! two lists with subscribe times, two tags. Prints JSON lines `{"name", "value", "unit"}`.
 //!
-//! `cargo bench --bench import -- [--quick] [--calls N] [--stored N] [--storage-only] [--latency-only]`
+//! `cargo bench --bench import -- [--quick] [--calls N] [--stored N] [--storage-only] [--latency-only]
+//! [--control-only] [--floor-only] [--http-only]`
 //!
 //! - validation of N rows on one thread versus rayon (to pick the threshold);
 //! - storage alone: the writer applying pre-validated 500-row calls, fresh and updates;
@@ -51,6 +52,8 @@ struct Options {
     control_only: bool,
     /// Only the storage floor against the HTTP path.
     floor_only: bool,
+    /// Only the HTTP path, fresh then updates, once: for profiling the whole server.
+    http_only: bool,
     calls: usize,
     stored: usize,
 }
@@ -70,6 +73,7 @@ fn options() -> Options {
         latency_only: args.iter().any(|a| a == "--latency-only"),
         control_only: args.iter().any(|a| a == "--control-only"),
         floor_only: args.iter().any(|a| a == "--floor-only"),
+        http_only: args.iter().any(|a| a == "--http-only"),
         calls: value("--calls").unwrap_or(if quick { 20 } else { 100 }),
         stored: value("--stored").unwrap_or(if quick { 500_000 } else { 10_000_000 }),
     }
@@ -634,6 +638,19 @@ fn main() {
     if options.control_only {
         drop(bench);
         control_plane(calls);
+        return;
+    }
+    if options.http_only {
+        report(
+            "http_new_4_clients",
+            bench.http(0..calls, 0, 4),
+            "contacts/s",
+        );
+        report(
+            "http_update_4_clients",
+            bench.http(0..calls, 1, 4),
+            "contacts/s",
+        );
         return;
     }
     if options.floor_only {

@@ -7,7 +7,7 @@ use crate::model::{
     Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, MembershipState, Phone, PhoneStatus,
     Timestamp,
 };
-use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, TagIds};
+use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, Owner, TagIds};
 use crate::store::packed::Membership;
 use crate::store::{confirmations, db};
 use rusqlite::Connection;
@@ -55,21 +55,21 @@ pub fn apply_subscribe(conn: &Connection, plan: &SubscribePlan, now: Timestamp) 
     if let Some(missing) = plan.list_ids.iter().find(|id| !lists.contains(id)) {
         return Err(Error::invalid_arg(format!("list_ids: no list {missing}")));
     }
-    let (by_email, by_phone) = contact_rows::find_by_addresses(
+    let owner = contact_rows::find_owner(
         db,
         account_id,
         plan.email.as_ref().map(Email::as_str),
         plan.phone.as_ref().map(Phone::as_str),
     )?;
-    let found = match (by_email, by_phone) {
-        (Some(a), Some(b)) if a.id != b.id => {
+    let found = match owner {
+        Owner::TwoContacts => {
             return Err(Error::unspecified(two_owners(
                 plan.email.as_ref().map_or("", Email::as_str),
                 plan.phone.as_ref().map_or("", Phone::as_str),
             )));
         }
-        (Some(a), _) => Some(a),
-        (None, b) => b,
+        Owner::Contact(contact) => Some(*contact),
+        Owner::Nobody => None,
     };
     let known_email_status = found
         .as_ref()

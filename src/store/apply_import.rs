@@ -6,11 +6,12 @@ use crate::error::{Error, Result};
 use crate::import_plan::{
     Channel, ChannelChanges, ImportPlan, ListChanges, RowChanges, RowNote, Verdict, too_many_tags,
 };
+use crate::model::MAX_TAGS_PER_CONTACT;
 use crate::model::{
     Availability, Email, EmailStatus, MembershipState, Phone, PhoneStatus, StatusCode, Timestamp,
 };
-use crate::store::contact_rows::{self, ChannelColumns, Db, NewContacts, TagIds};
-use crate::store::packed::{Membership, Memberships};
+use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, Owner, TagIds};
+use crate::store::packed::{Membership, Memberships, TagSet};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 
@@ -54,6 +55,8 @@ struct CallState<'a> {
     new_contacts: NewContacts,
     contact_limit: Option<i64>,
     contact_count: i64,
+    /// The last row applied created a contact: the next one is tried as a new contact first.
+    expect_new: bool,
 }
 
 pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Result<ImportOutcome> {
@@ -83,6 +86,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
         new_contacts: NewContacts::default(),
         contact_limit,
         contact_count,
+        expect_new: true,
     };
     let mut outcome = ImportOutcome {
         total: plan.rows.len(),
@@ -148,14 +152,52 @@ impl CallState<'_> {
     /// Applies one checked row. The outer `Result` is a fault of the server; the inner one a
     /// rejection of the row, decided before anything of it is written.
     fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
-        let (by_email, by_phone) = contact_rows::find_by_addresses(
+        if self.expect_new
+            && let Some(applied) = self.insert_if_new(row)?
+        {
+            return Ok(applied);
+        }
+        let applied = self.apply_found(row)?;
+        self.expect_new = matches!(applied, Ok((Applied::Inserted, _, _)));
+        Ok(applied)
+    }
+
+    /// A row of a new contact, inserted without looking its addresses up first: an import of new
+    /// contacts (the bulk of a first sync) then costs what the INSERT alone costs, since the
+    /// INSERT's own uniqueness check is the lookup. `None`, with nothing written, when an address
+    /// already has a contact, or when the row needs what only `apply_found` decides (a delete,
+    /// an unknown list, a tag to create, too many tags); the row then takes that path, and the
+    /// answer is the same either way.
+    fn insert_if_new(&mut self, row: &RowChanges) -> Result<Option<RowResult>> {
+        if row.delete || self.unknown_list(row).is_some() {
+            return Ok(None);
+        }
+        let tags = match &row.tags {
+            Some(given) => match self.tag_ids.known(&self.db, self.account_id, given)? {
+                Some(tags) if tags.len() <= MAX_TAGS_PER_CONTACT => Some(tags),
+                _ => return Ok(None),
+            },
+            None => None,
+        };
+        let mut warnings = Vec::new();
+        let contact = self.built(&Found::default(), row, tags, &mut warnings);
+        let Some(id) = contact_rows::insert_if_new(&self.db, self.account_id, &contact)? else {
+            self.expect_new = false;
+            return Ok(None);
+        };
+        Ok(Some(Ok(self.inserted(id, &contact, warnings))))
+    }
+
+    /// A row applied to the contact its addresses find, or to a new one if they find none.
+    fn apply_found(&mut self, row: &RowChanges) -> Result<RowResult> {
+        let owner = contact_rows::find_owner(
             &self.db,
             self.account_id,
             row.email.as_ref().map(Email::as_str),
             row.phone.as_ref().map(Phone::as_str),
         )?;
-        let found = match (by_email, by_phone) {
-            (Some(a), Some(b)) if a.id != b.id => {
+        let found = match owner {
+            Owner::TwoContacts => {
                 return Ok(Err(RowNote::new(
                     "owned_by_different_subscribers",
                     crate::store::apply_contact::two_owners(
@@ -164,8 +206,8 @@ impl CallState<'_> {
                     ),
                 )));
             }
-            (Some(a), _) => Some(a),
-            (None, b) => b,
+            Owner::Contact(contact) => Some(*contact),
+            Owner::Nobody => None,
         };
         if row.delete {
             if let Some(contact) = found {
@@ -179,30 +221,53 @@ impl CallState<'_> {
         }
         // A new contact starts as an empty row with id 0 and is built like an existing one.
         let before = found.unwrap_or_default();
-        let fresh = before.id == 0;
-        let mut after = before.clone();
-        if let Some(given) = &row.tags {
-            let applied = self.tag_ids.applied(
-                &self.db,
-                self.account_id,
-                &before.tags,
-                given,
-                self.overwrite_tags,
-            )?;
-            match applied {
-                Some(tags) => after.tags = tags,
-                None => return Ok(Err(too_many_tags())),
+        let tags = match &row.tags {
+            Some(given) => {
+                let applied = self.tag_ids.applied(
+                    &self.db,
+                    self.account_id,
+                    &before.tags,
+                    given,
+                    self.overwrite_tags,
+                )?;
+                match applied {
+                    Some(tags) => Some(tags),
+                    None => return Ok(Err(too_many_tags())),
+                }
             }
-        }
-
+            None => None,
+        };
         let mut warnings = Vec::new();
+        let after = self.built(&before, row, tags, &mut warnings);
+        if before.id == 0 {
+            let id = contact_rows::insert_contact(&self.db, self.account_id, &after)?;
+            return Ok(Ok(self.inserted(id, &after, warnings)));
+        }
+        contact_rows::save_contact(&self.db, self.account_id, &before, &after)?;
+        let email_is_new = after.email.status == Some(EmailStatus::New.code());
+        Ok(Ok((Applied::Updated, warnings, email_is_new)))
+    }
+
+    /// The contact `before` with the row's channels, lists and values applied, and its tags
+    /// replaced by `tags` when the row has a tags cell.
+    fn built(
+        &self,
+        before: &Found,
+        row: &RowChanges,
+        tags: Option<TagSet>,
+        warnings: &mut Vec<RowNote>,
+    ) -> Found {
+        let mut after = before.clone();
+        if let Some(tags) = tags {
+            after.tags = tags;
+        }
         if let Some(address) = &row.email {
             after.email = self.channel_update(
                 Channel::Email,
                 &before.email,
                 &row.email_changes,
                 address.as_str(),
-                &mut warnings,
+                warnings,
             );
             self.apply_lists(
                 &mut after.memberships,
@@ -216,7 +281,7 @@ impl CallState<'_> {
                 &before.phone,
                 &row.phone_changes,
                 address.as_str(),
-                &mut warnings,
+                warnings,
             );
             self.apply_lists(
                 &mut after.memberships,
@@ -227,26 +292,29 @@ impl CallState<'_> {
         for (field_id, value) in &row.fields {
             after.fields.set(*field_id, value);
         }
-        let applied = if fresh {
-            let id = contact_rows::insert_contact(&self.db, self.account_id, &after)?;
-            self.new_contacts.add(self.account_id, id);
-            self.contact_count += 1;
-            if self
-                .contact_limit
-                .is_some_and(|limit| self.contact_count > limit)
-            {
-                warnings.push(RowNote::new(
-                    "overlimit",
-                    "The number of contacts for the current tariff plan has been exceeded (but the string has been added)",
-                ));
-            }
-            Applied::Inserted
-        } else {
-            contact_rows::save_contact(&self.db, self.account_id, &before, &after)?;
-            Applied::Updated
-        };
-        let email_is_new = after.email.status == Some(EmailStatus::New.code());
-        Ok(Ok((applied, warnings, email_is_new)))
+        after
+    }
+
+    /// Counts a contact just created, with the tariff's warning when it is past the limit.
+    fn inserted(
+        &mut self,
+        id: i64,
+        contact: &Found,
+        mut warnings: Vec<RowNote>,
+    ) -> (Applied, Vec<RowNote>, bool) {
+        self.new_contacts.add(self.account_id, id);
+        self.contact_count += 1;
+        if self
+            .contact_limit
+            .is_some_and(|limit| self.contact_count > limit)
+        {
+            warnings.push(RowNote::new(
+                "overlimit",
+                "The number of contacts for the current tariff plan has been exceeded (but the string has been added)",
+            ));
+        }
+        let email_is_new = contact.email.status == Some(EmailStatus::New.code());
+        (Applied::Inserted, warnings, email_is_new)
     }
 
     /// The first list id of an applied channel that is not one of the account's lists.

@@ -166,10 +166,6 @@ pub(crate) use found_columns;
 pub(crate) use select_found;
 const FIND_BY_EMAIL: &str = concat!(select_found!(), " WHERE account_id = ?1 AND email = ?2");
 const FIND_BY_PHONE: &str = concat!(select_found!(), " WHERE account_id = ?1 AND phone = ?2");
-const FIND_BY_BOTH: &str = concat!(
-    select_found!(),
-    " WHERE account_id = ?1 AND (email = ?2 OR phone = ?3)"
-);
 
 /// Reads a `Found` from a row that starts with `select_found!()`'s columns.
 pub fn read_found(row: &rusqlite::Row) -> rusqlite::Result<Found> {
@@ -200,37 +196,38 @@ pub fn find(db: &Db, account_id: i64, channel: Channel, address: &str) -> Result
         .optional()?)
 }
 
-/// The contacts owning this email and this phone (the same one, two, or none), with one query
-/// when both are given.
-pub fn find_by_addresses(
+/// Whose a row's email and phone are.
+pub enum Owner {
+    Nobody,
+    /// One contact has one or both of them.
+    Contact(Box<Found>),
+    /// The email is one contact's and the phone another's.
+    TwoContacts,
+}
+
+/// The contact owning this email or this phone. The email is looked up first; when its contact
+/// has this phone, it owns the phone too (a phone has one contact in an account), so the usual
+/// update of a known contact costs one index probe.
+pub fn find_owner(
     db: &Db,
     account_id: i64,
     email: Option<&str>,
     phone: Option<&str>,
-) -> Result<(Option<Found>, Option<Found>)> {
-    let (Some(email), Some(phone)) = (email, phone) else {
-        let by_email = match email {
-            Some(email) => find(db, account_id, Channel::Email, email)?,
-            None => None,
-        };
-        let by_phone = match phone {
-            Some(phone) => find(db, account_id, Channel::Phone, phone)?,
-            None => None,
-        };
-        return Ok((by_email, by_phone));
+) -> Result<Owner> {
+    let by_email = match email {
+        Some(email) => find(db, account_id, Channel::Email, email)?,
+        None => None,
     };
-    let mut statement = db.stmt(FIND_BY_BOTH)?;
-    let (mut by_email, mut by_phone) = (None, None);
-    for found in statement.query_map(params![account_id, email, phone], read_found)? {
-        let found = found?;
-        if found.phone.address.as_deref() == Some(phone) {
-            by_phone = Some(found.clone());
-        }
-        if found.email.address.as_deref() == Some(email) {
-            by_email = Some(found);
-        }
-    }
-    Ok((by_email, by_phone))
+    let by_phone = match (phone, &by_email) {
+        (Some(phone), Some(contact)) if contact.phone.address.as_deref() == Some(phone) => None,
+        (Some(phone), _) => find(db, account_id, Channel::Phone, phone)?,
+        (None, _) => None,
+    };
+    Ok(match (by_email, by_phone) {
+        (Some(_), Some(_)) => Owner::TwoContacts,
+        (Some(contact), None) | (None, Some(contact)) => Owner::Contact(Box::new(contact)),
+        (None, None) => Owner::Nobody,
+    })
 }
 
 /// Creates the contact (its `id` is ignored) and answers the new id; the caller counts it into
@@ -241,6 +238,29 @@ pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> 
         .borrow_mut()
         .record(account_id, id, None, Some(contact));
     Ok(id)
+}
+
+/// Creates the contact unless one of its addresses already belongs to one of the account's
+/// contacts (the address indexes are unique): the new id, or `None` with nothing written.
+pub fn insert_if_new(db: &Db, account_id: i64, contact: &Found) -> Result<Option<i64>> {
+    let inserted = db
+        .stmt(
+            "INSERT OR IGNORE INTO contacts (account_id,
+                email, email_status, email_availability, email_add_time, email_request_ip,
+                email_confirm_time, email_confirm_ip,
+                phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
+                memberships, tag_ids, field_values)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?
+        .execute(&row_params(&account_id, contact)[..])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let id = db.conn.last_insert_rowid();
+    db.facets
+        .borrow_mut()
+        .record(account_id, id, None, Some(contact));
+    Ok(Some(id))
 }
 
 fn insert_row(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
@@ -317,7 +337,7 @@ pub fn save_contact(db: &Db, account_id: i64, before: &Found, after: &Found) -> 
 
 /// Contacts a call created, counted into `contact_blocks` once per block when the call ends.
 #[derive(Default)]
-pub struct NewContacts(HashMap<(i64, i64), i64>);
+pub struct NewContacts(foldhash::HashMap<(i64, i64), i64>);
 
 impl NewContacts {
     pub fn add(&mut self, account_id: i64, contact_id: i64) {
@@ -349,7 +369,7 @@ pub fn delete_contact(db: &Db, account_id: i64, contact: &Found) -> Result<()> {
 
 /// Account tag ids by lower-cased name, looked up or created as a call meets them.
 #[derive(Default)]
-pub struct TagIds(HashMap<String, i64>);
+pub struct TagIds(foldhash::HashMap<String, i64>);
 
 impl TagIds {
     /// The id of the account's tag with this name (in any case), if there is one.
@@ -366,6 +386,18 @@ impl TagIds {
             self.0.insert(key, id);
         }
         Ok(found)
+    }
+
+    /// The ids of these tag names when every one of them exists, `None` otherwise.
+    pub fn known(&mut self, db: &Db, account_id: i64, given: &[String]) -> Result<Option<TagSet>> {
+        let mut tags = TagSet::default();
+        for name in given {
+            match self.existing(db, account_id, name)? {
+                Some(id) => tags.insert(id),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(tags))
     }
 
     /// The id of the account's tag with this name, created if there is none.

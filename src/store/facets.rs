@@ -12,7 +12,7 @@ use crate::import_plan::Channel;
 use crate::model::MembershipState;
 use crate::store::contact_rows::{Found, found_columns, read_found_at};
 use rusqlite::Connection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// What is counted. Stored as `id * 8 + kind`, so that one account's counts for one facet are
 /// a contiguous range of the primary key.
@@ -95,7 +95,7 @@ pub fn of_contact(contact: &Found, out: &mut Vec<i64>) {
 /// Count changes gathered over a command: (account, facet code, block) → change.
 #[derive(Default)]
 pub struct FacetChanges {
-    changes: HashMap<(i64, i64, i64), i64>,
+    changes: foldhash::HashMap<(i64, i64, i64), i64>,
     before: Vec<i64>,
     after: Vec<i64>,
 }

@@ -553,3 +553,91 @@ fn concurrent_imports_are_serialisable() {
         );
     }
 }
+
+/// A call tries a row as a new contact first while the row before it created one, and falls
+/// back to looking its addresses up when an address is taken, a tag is new or a list unknown:
+/// every kind of row after every other answers as if each were looked up.
+#[test]
+fn rows_of_new_and_known_contacts_mixed_in_one_call() {
+    let server = TestServer::start();
+    server.import(
+        &["email", "phone", "tags"],
+        &[
+            &["a@example.com", "+15550100001", "t1"],
+            &["b@example.com", "+15550100002", "t1"],
+            &["c@example.com", "", ""],
+            &["", "+15550100004", ""],
+        ],
+        &[],
+    );
+    let b_id = server.contact("b@example.com").unwrap()["id"].clone();
+    let answer = server.import(
+        &["email", "phone", "tags", "email_list_ids"],
+        &[
+            // New, after new contacts: inserted without a lookup.
+            &["n1@example.com", "+15550100011", "t1", ""],
+            // Known by both addresses: the insert finds them taken, the row updates a.
+            &["a@example.com", "+15550100001", "t2", ""],
+            // A new email with b's phone: b's email is replaced.
+            &["n2@example.com", "+15550100002", "", ""],
+            // New again, with a tag to create.
+            &["n3@example.com", "", "t1,t3", ""],
+            // c's email with d's phone: two contacts.
+            &["c@example.com", "+15550100004", "", ""],
+            // New, after a refused row.
+            &["n4@example.com", "", "t3", ""],
+            // New, with a list that does not exist.
+            &["n5@example.com", "", "", "999"],
+            // New, after a refused row.
+            &["n6@example.com", "+15550100099", "", ""],
+        ],
+        &[],
+    );
+    let result = &answer["result"];
+    assert_eq!(
+        (&result["inserted"], &result["updated"], &result["invalid"]),
+        (&json!(4), &json!(2), &json!(2)),
+        "{answer}"
+    );
+    let codes: Vec<(i64, &str)> = result["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_i64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (4, "owned_by_different_subscribers"),
+            (6, "invalid_list_id")
+        ]
+    );
+    let a = server.contact("a@example.com").unwrap();
+    assert_eq!(
+        (a["phone"].as_str(), &a["tags"]),
+        (Some("+15550100001"), &json!(["t1", "t2"]))
+    );
+    // b, found by its phone, took n2's email; an empty tags cell adds none.
+    let b = server.contact("+15550100002").unwrap();
+    assert_eq!(
+        (&b["id"], b["email"].as_str(), &b["tags"]),
+        (&b_id, Some("n2@example.com"), &json!(["t1"]))
+    );
+    assert!(server.contact("b@example.com").is_none());
+    assert_eq!(
+        server.contact("n3@example.com").unwrap()["tags"],
+        json!(["t1", "t3"])
+    );
+    assert_eq!(
+        server.contact("n4@example.com").unwrap()["tags"],
+        json!(["t3"])
+    );
+    assert!(server.contact("n5@example.com").is_none());
+    assert!(server.contact("n6@example.com").is_some());
+    assert_eq!(
+        server.contact("c@example.com").unwrap()["phone"],
+        Value::Null
+    );
+    // a, b, c, d, n1, n3, n4, n6.
+    assert_eq!(server.contact_count(), 8);
+}
