@@ -336,9 +336,9 @@ pub fn plan_rows(columns: &Columns, rows: &[RowCells], parallel: bool) -> Vec<Pl
 
 /// A later row whose email (or else phone) appeared in an earlier valid row is skipped.
 fn mark_duplicates(rows: &mut [PlannedRow]) {
-    let mut emails = HashSet::new();
-    let mut phones = HashSet::new();
-    for row in rows {
+    let mut emails = HashSet::with_capacity(rows.len());
+    let mut phones = HashSet::with_capacity(rows.len());
+    for row in rows.iter_mut() {
         let Verdict::Apply(changes) = &row.verdict else {
             continue;
         };

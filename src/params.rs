@@ -522,27 +522,36 @@ pub fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
     String::from_utf8(out).map_err(|_| ParamError::NotUtf8)
 }
 
-/// `percent_decode` into `out`, without the UTF-8 check. A plain byte loop: form keys and
-/// values are short, and a vectorised search per escape cost more than it saved.
+/// `percent_decode` into `out`, without the UTF-8 check. Runs of plain bytes are copied whole
+/// (an import call's values are mostly plain: copying byte by byte was a tenth of its decoding).
 pub fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
     out.reserve(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let high = input.get(i + 1).and_then(hex_value);
-                let low = input.get(i + 2).and_then(hex_value);
-                if let (Some(high), Some(low)) = (high, low) {
-                    out.push(high << 4 | low);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            byte => out.push(byte),
+    let mut rest = input;
+    loop {
+        let plain = rest
+            .iter()
+            .position(|&b| b == b'%' || b == b'+')
+            .unwrap_or(rest.len());
+        out.extend_from_slice(&rest[..plain]);
+        let Some((&escape, after)) = rest[plain..].split_first() else {
+            return;
+        };
+        rest = after;
+        if escape == b'+' {
+            out.push(b' ');
+            continue;
         }
-        i += 1;
+        match (
+            after.first().and_then(hex_value),
+            after.get(1).and_then(hex_value),
+        ) {
+            (Some(high), Some(low)) => {
+                out.push(high << 4 | low);
+                rest = &after[2..];
+            }
+            // A `%` not followed by two hex digits stays as it is.
+            _ => out.push(b'%'),
+        }
     }
 }
 

@@ -213,6 +213,9 @@ fn last_pair<'a>(
     let mut found = None;
     let mut decoded = Vec::new();
     for (raw_key, raw_value) in pairs {
+        if !may_name(&raw_key, name) {
+            continue;
+        }
         let key = if percent_encoded {
             decoded.clear();
             percent_decode_into(&raw_key, &mut decoded);
@@ -233,6 +236,22 @@ fn last_pair<'a>(
         }
     }
     found
+}
+
+/// Whether a raw key can decode to a key whose top-level name is `name` (which has no `[`,
+/// `%` or `+`), judged by its bytes before the first `%`, `+` or `[`: they decode to
+/// themselves, so they must begin `name`, and they are all of it when a `[` or the end follows.
+/// Looking up the key of an import call no longer percent-decodes every one of its thousands
+/// of `data[i][j]` keys (a fifth of the call's time outside the writer).
+fn may_name(raw_key: &[u8], name: &str) -> bool {
+    let literal = raw_key
+        .iter()
+        .position(|b| matches!(b, b'%' | b'+' | b'['))
+        .unwrap_or(raw_key.len());
+    match raw_key.get(literal) {
+        None | Some(b'[') => &raw_key[..literal] == name.as_bytes(),
+        Some(_) => name.as_bytes().starts_with(&raw_key[..literal]),
+    }
 }
 
 /// Decompresses one stream (what real clients send; decoding stream after concatenated
@@ -492,5 +511,33 @@ mod tests {
             request_params(&no_boundary, 10_000),
             Err(BodyError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_key_found_before_decoding_is_the_decoded_key() {
+        let bodies: [&[u8]; 9] = [
+            b"data%5B0%5D=x&api_key=k1&data%5B1%5D=y",
+            b"%61pi_key=k2",
+            b"api%5Fkey=k3",
+            b"api_key=k1&api_key%5B0%5D=k4",
+            b"api_key=k1&api_key[=k5",
+            b"api_key=k1&api_key[0=k6",
+            b"api_key+=k7&api_keyx=k8",
+            b"ap%69_key=k9&api=x&api_key_=y",
+            b"api_key[]=k10&api_key=k11",
+        ];
+        let memory = &mut Reservation::default();
+        for body in bodies {
+            let request = request("/x", &[FORM], body);
+            let form = Form::read(&request, 10_000, memory).unwrap();
+            let plain = form.plain_value("api_key");
+            let decoded = form.decode(memory).unwrap();
+            assert_eq!(
+                plain.as_deref(),
+                decoded.value("api_key"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

@@ -13,7 +13,6 @@ use crate::model::{
 use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, Owner, TagIds};
 use crate::store::packed::{Membership, Memberships, TagSet};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
 
 /// One entry of the answer's `log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +49,7 @@ struct CallState<'a> {
     now: Timestamp,
     overwrite_tags: bool,
     overwrite_lists: bool,
-    lists: HashSet<i64>,
+    lists: foldhash::HashSet<i64>,
     tag_ids: TagIds,
     new_contacts: NewContacts,
     contact_limit: Option<i64>,

@@ -367,25 +367,47 @@ pub fn delete_contact(db: &Db, account_id: i64, contact: &Found) -> Result<()> {
     Ok(())
 }
 
-/// Account tag ids by lower-cased name, looked up or created as a call meets them.
+/// Account tag ids by lower-cased name, looked up or created as a call meets them; also by the
+/// spelling met, so that a name seen before in the call is found without lower-casing it again.
 #[derive(Default)]
-pub struct TagIds(foldhash::HashMap<String, i64>);
+pub struct TagIds {
+    by_key: foldhash::HashMap<String, i64>,
+    by_spelling: foldhash::HashMap<String, i64>,
+}
 
 impl TagIds {
     /// The id of the account's tag with this name (in any case), if there is one.
     fn existing(&mut self, db: &Db, account_id: i64, name: &str) -> Result<Option<i64>> {
-        let key = case_key(name);
-        if let Some(id) = self.0.get(&key) {
+        if let Some(id) = self.by_spelling.get(name) {
             return Ok(Some(*id));
         }
-        let found: Option<i64> = db
-            .stmt("SELECT id FROM tags WHERE account_id = ?1 AND name_key = ?2")?
-            .query_row(params![account_id, key], |row| row.get(0))
-            .optional()?;
+        let key = case_key(name);
+        let found = match self.by_key.get(&key) {
+            Some(id) => Some(*id),
+            None => db
+                .stmt("SELECT id FROM tags WHERE account_id = ?1 AND name_key = ?2")?
+                .query_row(params![account_id, key], |row| row.get(0))
+                .optional()?,
+        };
         if let Some(id) = found {
-            self.0.insert(key, id);
+            self.by_key.insert(key, id);
+            self.by_spelling.insert(name.to_string(), id);
         }
         Ok(found)
+    }
+
+    /// The id of the account's tag with this name, created if there is none.
+    pub fn id(&mut self, db: &Db, account_id: i64, name: &str) -> Result<i64> {
+        if let Some(id) = self.existing(db, account_id, name)? {
+            return Ok(id);
+        }
+        let key = case_key(name);
+        db.stmt("INSERT INTO tags (account_id, name, name_key) VALUES (?1, ?2, ?3)")?
+            .execute(params![account_id, name, key])?;
+        let id = db.conn.last_insert_rowid();
+        self.by_key.insert(key, id);
+        self.by_spelling.insert(name.to_string(), id);
+        Ok(id)
     }
 
     /// The ids of these tag names when every one of them exists, `None` otherwise.
@@ -398,19 +420,6 @@ impl TagIds {
             }
         }
         Ok(Some(tags))
-    }
-
-    /// The id of the account's tag with this name, created if there is none.
-    pub fn id(&mut self, db: &Db, account_id: i64, name: &str) -> Result<i64> {
-        if let Some(id) = self.existing(db, account_id, name)? {
-            return Ok(id);
-        }
-        let key = case_key(name);
-        db.stmt("INSERT INTO tags (account_id, name, name_key) VALUES (?1, ?2, ?3)")?
-            .execute(params![account_id, name, key])?;
-        let id = db.conn.last_insert_rowid();
-        self.0.insert(key, id);
-        Ok(id)
     }
 
     /// The contact's tags once `given` names are applied to `current`: replacing them, or added
