@@ -486,8 +486,7 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
     for channel in [Channel::Email, Channel::Phone] {
         let lists = &mut channel_of(&mut changes, channel).lists;
         attach_times(lists, times[channel.code() as usize], channel)?;
-        let mut seen = HashSet::new();
-        if let Some(twice) = lists.list_ids().find(|id| !seen.insert(*id)) {
+        if let Some(twice) = first_repeated(lists.list_ids()) {
             return Err(RowNote::new(
                 "invalid_list_id",
                 format!(
@@ -528,6 +527,31 @@ fn parse_delete(value: &str) -> Option<bool> {
         "1" => Some(true),
         _ => None,
     }
+}
+
+/// The first id that appeared before it. A row names a few lists, and comparing each with the
+/// ones before costs less than hashing them; a long cell is hashed.
+fn first_repeated(ids: impl Iterator<Item = i64>) -> Option<i64> {
+    let mut seen = [0i64; 16];
+    let mut count = 0;
+    let mut hashed: HashSet<i64> = HashSet::new();
+    for id in ids {
+        if count < seen.len() {
+            if seen[..count].contains(&id) {
+                return Some(id);
+            }
+            seen[count] = id;
+            count += 1;
+            continue;
+        }
+        if hashed.is_empty() {
+            hashed.extend(&seen);
+        }
+        if !hashed.insert(id) {
+            return Some(id);
+        }
+    }
+    None
 }
 
 fn parse_list_ids(column: &str, value: &str) -> Result<Vec<i64>, RowNote> {
@@ -637,6 +661,18 @@ impl ImportPlan {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_first_list_id_given_again_is_named() {
+        assert_eq!(first_repeated([3, 1, 2].into_iter()), None);
+        assert_eq!(first_repeated([3, 1, 2, 1, 3].into_iter()), Some(1));
+        // Past the ids compared one by one, the rest are hashed with them.
+        let long: Vec<i64> = (1..=40).chain([17, 40]).collect();
+        assert_eq!(first_repeated(long.into_iter()), Some(17));
+        let long: Vec<i64> = (1..=40).chain([39]).collect();
+        assert_eq!(first_repeated(long.into_iter()), Some(39));
+        assert_eq!(first_repeated(1..=100), None);
+    }
 
     const COLUMNS: [&str; 12] = [
         "email",

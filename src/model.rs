@@ -107,18 +107,20 @@ impl Phone {
     pub fn parse(raw: &str) -> Option<Phone> {
         let trimmed = raw.trim();
         let without_plus = trimmed.strip_prefix('+').unwrap_or(trimmed);
-        let mut digits = String::with_capacity(16);
+        let mut phone = String::with_capacity(16);
+        phone.push('+');
         for c in without_plus.chars() {
             match c {
-                '0'..='9' => digits.push(c),
+                '0'..='9' => phone.push(c),
                 ' ' | '-' | '.' | '(' | ')' => {}
                 _ => return None,
             }
         }
-        if !(7..=15).contains(&digits.len()) {
+        // '+' and 7 to 15 digits.
+        if !(8..=16).contains(&phone.len()) {
             return None;
         }
-        Some(Phone(format!("+{digits}")))
+        Some(Phone(phone))
     }
 
     pub fn as_str(&self) -> &str {

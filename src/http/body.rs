@@ -193,7 +193,14 @@ fn plain_value(form: &[u8], name: &str) -> Option<String> {
 
 /// The raw key and value of each pair of an urlencoded string.
 fn urlencoded_pairs(form: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, Cow<'_, [u8]>)> {
-    form.split(|b| *b == b'&')
+    let mut start = 0;
+    memchr::memchr_iter(b'&', form)
+        .chain(std::iter::once(form.len()))
+        .map(move |end| {
+            let pair = &form[start..end];
+            start = end + 1;
+            pair
+        })
         .filter(|pair| !pair.is_empty())
         .map(|pair| match memchr::memchr(b'=', pair) {
             Some(at) => (Cow::Borrowed(&pair[..at]), Cow::Borrowed(&pair[at + 1..])),
