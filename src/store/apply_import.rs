@@ -179,7 +179,7 @@ impl CallState<'_> {
             None => None,
         };
         let mut warnings = Vec::new();
-        let contact = self.built(&Found::default(), row, tags, &mut warnings);
+        let contact = self.built(Found::default(), row, tags, &mut warnings);
         let Some(id) = contact_rows::insert_if_new(&self.db, self.account_id, &contact)? else {
             self.expect_new = false;
             return Ok(None);
@@ -237,7 +237,7 @@ impl CallState<'_> {
             None => None,
         };
         let mut warnings = Vec::new();
-        let after = self.built(&before, row, tags, &mut warnings);
+        let after = self.built(before.clone(), row, tags, &mut warnings);
         if before.id == 0 {
             let id = contact_rows::insert_contact(&self.db, self.account_id, &after)?;
             return Ok(Ok(self.inserted(id, &after, warnings)));
@@ -247,23 +247,22 @@ impl CallState<'_> {
         Ok(Ok((Applied::Updated, warnings, email_is_new)))
     }
 
-    /// The contact `before` with the row's channels, lists and values applied, and its tags
-    /// replaced by `tags` when the row has a tags cell.
+    /// The contact with the row's channels, lists and values applied, and its tags replaced by
+    /// `tags` when the row has a tags cell.
     fn built(
         &self,
-        before: &Found,
+        mut after: Found,
         row: &RowChanges,
         tags: Option<TagSet>,
         warnings: &mut Vec<RowNote>,
     ) -> Found {
-        let mut after = before.clone();
         if let Some(tags) = tags {
             after.tags = tags;
         }
         if let Some(address) = &row.email {
             after.email = self.channel_update(
                 Channel::Email,
-                &before.email,
+                &after.email,
                 &row.email_changes,
                 address.as_str(),
                 warnings,
@@ -277,7 +276,7 @@ impl CallState<'_> {
         if let Some(address) = &row.phone {
             after.phone = self.channel_update(
                 Channel::Phone,
-                &before.phone,
+                &after.phone,
                 &row.phone_changes,
                 address.as_str(),
                 warnings,
