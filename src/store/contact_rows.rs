@@ -240,18 +240,28 @@ pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> 
     Ok(id)
 }
 
-/// Creates the contact unless one of its addresses already belongs to one of the account's
-/// contacts (the address indexes are unique): the new id, or `None` with nothing written.
-pub fn insert_if_new(db: &Db, account_id: i64, contact: &Found) -> Result<Option<i64>> {
-    let inserted = db
-        .stmt(
-            "INSERT OR IGNORE INTO contacts (account_id,
+/// The INSERT of a whole contact row, its values in `row_params`' order.
+macro_rules! insert_contact {
+    ($insert:literal) => {
+        concat!(
+            $insert,
+            " INTO contacts (account_id,
                 email, email_status, email_availability, email_add_time, email_request_ip,
                 email_confirm_time, email_confirm_ip,
                 phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
                 memberships, tag_ids, field_values)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        )
+    };
+}
+const INSERT: &str = insert_contact!("INSERT");
+const INSERT_IF_NEW: &str = insert_contact!("INSERT OR IGNORE");
+
+/// Creates the contact unless one of its addresses already belongs to one of the account's
+/// contacts (the address indexes are unique): the new id, or `None` with nothing written.
+pub fn insert_if_new(db: &Db, account_id: i64, contact: &Found) -> Result<Option<i64>> {
+    let inserted = db
+        .stmt(INSERT_IF_NEW)?
         .execute(&row_params(&account_id, contact)[..])?;
     if inserted == 0 {
         return Ok(None);
@@ -264,15 +274,8 @@ pub fn insert_if_new(db: &Db, account_id: i64, contact: &Found) -> Result<Option
 }
 
 fn insert_row(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
-    db.stmt(
-        "INSERT INTO contacts (account_id,
-            email, email_status, email_availability, email_add_time, email_request_ip,
-            email_confirm_time, email_confirm_ip,
-            phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
-            memberships, tag_ids, field_values)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(&row_params(&account_id, contact)[..])?;
+    db.stmt(INSERT)?
+        .execute(&row_params(&account_id, contact)[..])?;
     Ok(db.conn.last_insert_rowid())
 }
 
