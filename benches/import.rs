@@ -608,6 +608,13 @@ fn control_plane(calls: usize) {
     );
 }
 
+/// Reports `contacts_per_second` of pass 0 (new contacts), then of pass 1 (updates of them).
+fn fresh_then_updates(names: [&str; 2], contacts_per_second: impl Fn(usize) -> f64) {
+    for (pass, name) in names.into_iter().enumerate() {
+        report(name, contacts_per_second(pass), "contacts/s");
+    }
+}
+
 /// The binary's allocator, set up as `main.rs` sets it, so that in-process figures are the
 /// binary's.
 #[global_allocator]
@@ -627,12 +634,9 @@ fn main() {
         return;
     }
     if options.storage_only {
-        report("storage_new", bench.storage(0..calls, 0, 4), "contacts/s");
-        report(
-            "storage_update",
-            bench.storage(0..calls, 1, 4),
-            "contacts/s",
-        );
+        fresh_then_updates(["storage_new", "storage_update"], |pass| {
+            bench.storage(0..calls, pass, 4)
+        });
         return;
     }
     if options.control_only {
@@ -641,16 +645,9 @@ fn main() {
         return;
     }
     if options.http_only {
-        report(
-            "http_new_4_clients",
-            bench.http(0..calls, 0, 4),
-            "contacts/s",
-        );
-        report(
-            "http_update_4_clients",
-            bench.http(0..calls, 1, 4),
-            "contacts/s",
-        );
+        fresh_then_updates(["http_new_4_clients", "http_update_4_clients"], |pass| {
+            bench.http(0..calls, pass, 4)
+        });
         return;
     }
     if options.floor_only {
