@@ -13,9 +13,7 @@ mod http_client;
 use common::*;
 
 use http_client::{Client, encode};
-use std::time::Instant;
-use unisender_local::server::{ServeConfig, Server};
-use unisender_local::store::db::Durability;
+use unisender_local::server::Server;
 
 const ROWS: usize = 500;
 
@@ -57,30 +55,10 @@ fn fill(server: &Server, list: i64, contacts: usize) {
     });
 }
 
-fn timed<T>(work: impl FnOnce() -> T) -> (T, f64) {
-    let started = Instant::now();
-    let value = work();
-    (value, started.elapsed().as_secs_f64() * 1000.0)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let contacts = args
-        .iter()
-        .position(|a| a == "--contacts")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    let contacts = size_arg("--contacts", 100_000, 1_000_000);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let server = Server::start(ServeConfig {
-        db: dir.path().join("bench.db"),
-        accounts: vec![("bench".into(), KEY.into())],
-        durability: Durability::Full,
-        control: unisender_local::app::ControlOptions::quiet(),
-        ..ServeConfig::default()
-    })
-    .expect("the server starts");
+    let server = server(dir.path().join("bench.db"));
     let mut client = Client::new(server.address());
     let list = post(
         &mut client,

@@ -29,14 +29,7 @@ fn cells(n: usize) -> [String; 4] {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let rows: usize = args
-        .iter()
-        .position(|a| a == "--rows")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    let rows = size_arg("--rows", 100_000, 1_000_000);
     let dir = tempfile::tempdir().expect("a temp dir");
 
     // Over HTTP, four clients.

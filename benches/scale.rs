@@ -17,8 +17,7 @@ use common::*;
 
 use http_client::{Client, encode};
 use std::time::Instant;
-use unisender_local::server::{ServeConfig, Server};
-use unisender_local::store::db::Durability;
+use unisender_local::server::Server;
 use unisender_local::store::packed::{Memberships, TagSet};
 
 const ROWS: usize = 500;
@@ -90,24 +89,10 @@ fn delete_and_watch(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let contacts: usize = args
-        .iter()
-        .position(|a| a == "--contacts")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 100_000 } else { 1_000_000 });
+    let contacts = size_arg("--contacts", 100_000, 1_000_000);
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = dir.path().join("scale.db");
-    let server = Server::start(ServeConfig {
-        db: db.clone(),
-        accounts: vec![("bench".into(), KEY.into())],
-        durability: Durability::Full,
-        control: unisender_local::app::ControlOptions::quiet(),
-        ..ServeConfig::default()
-    })
-    .expect("the server starts");
+    let server = server(db.clone());
     let mut client = Client::new(server.address());
     let mut create = |method: &str, form: &str| {
         post(

@@ -35,6 +35,21 @@ pub fn post(client: &mut Client, path: &str, body: &str) -> serde_json::Value {
     json
 }
 
+/// The number after `name` on the command line; `quick` (with `--quick`) or `full` without one.
+pub fn size_arg(name: &str, quick: usize, full: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    let given = args
+        .iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
+    given.unwrap_or(if args.iter().any(|a| a == "--quick") {
+        quick
+    } else {
+        full
+    })
+}
+
 /// A quiet, durable server on `db` with the account `bench` (KEY).
 pub fn server(db: std::path::PathBuf) -> Server {
     Server::start(ServeConfig {
