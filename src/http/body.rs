@@ -210,8 +210,8 @@ fn urlencoded_pairs(form: &[u8]) -> impl Iterator<Item = (Cow<'_, [u8]>, Cow<'_,
 
 /// What the last pair whose key names top-level `name` makes of it, as `Params::insert` would:
 /// None when no pair names it; Some(None) when the last one makes it an array or is not UTF-8.
-/// Keys are percent-decoded (into one reused buffer) when `percent_encoded`; values only when
-/// their key matches.
+/// A key is percent-decoded (into one reused buffer, when `percent_encoded`) only if its plain
+/// prefix may name `name` (`may_name`); a value only when its key matches.
 fn last_pair<'a>(
     pairs: impl Iterator<Item = (Cow<'a, [u8]>, Cow<'a, [u8]>)>,
     name: &str,
