@@ -19,7 +19,8 @@ const STATEMENT_CACHE: usize = 128;
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// An answered write survives power loss (`synchronous=FULL`).
+    /// An answered write survives power loss: the writer fsyncs the WAL after each commit and
+    /// answers only then (`wal_sync.rs`; the connection itself runs `synchronous=NORMAL`).
     Full,
     /// An answered write survives a crash of the process, not of the machine (`synchronous=NORMAL`).
     Relaxed,
@@ -74,6 +75,8 @@ pub fn open_writer(
             "{shown} is an SQLite database of another program (no unisender-local schema)"
         )));
     }
+    // FULL while the schema is created or upgraded below; the writer thread then turns it to
+    // NORMAL and fsyncs its commits itself (`Writer::start`).
     let synchronous = match durability {
         Durability::Full => "FULL",
         Durability::Relaxed => "NORMAL",

@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod owner;
 pub mod packed;
 pub mod reset;
+mod wal_sync;
 pub mod writer;
 
 use crate::error::{Error, Result};
@@ -64,7 +65,8 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             readers: RwLock::new(Some(readers)),
-            writer: Writer::start(conn, options, file.clone()),
+            writer: Writer::start(conn, options, path, durability)
+                .map_err(|e| OpenError(format!("cannot start the writer: {e}")))?,
             file,
             owner: Mutex::new(Some(owner)),
             page_ends: export_reader::PageEnds::default(),

@@ -3,7 +3,8 @@
 //!
 //! Group commit: the thread takes every command waiting in the queue (up to `BATCH_ROWS`),
 //! applies them in one `IMMEDIATE` transaction with a savepoint per command (a failing command
-//! rolls back alone and gets its own error), commits once, and only then answers each caller.
+//! rolls back alone and gets its own error), commits once, and only then answers each caller:
+//! with `Durability::Full`, once `wal_sync` has fsynced the commit, while this thread goes on.
 
 use crate::error::{Error, Result};
 use crate::import_plan::ImportPlan;
@@ -15,8 +16,10 @@ use crate::store::apply_contact::{
 use crate::store::apply_import::{ImportOutcome, apply_import};
 use crate::store::catalog_cleanup;
 use crate::store::confirmations::{self, Confirmed, Selector};
+use crate::store::db::Durability;
 use crate::store::db::{AccountRecord, ExportTask};
 use crate::store::reset::{self, ResetOutcome};
+use crate::store::wal_sync::{self, WalSync};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, bounded};
 use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::Connection;
@@ -67,7 +70,8 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Rows (by `Command::weight`) per committed transaction.
     pub batch_rows: Histogram,
-    /// How long each COMMIT took (the durable write).
+    /// How long each commit took until it was durable (with `Durability::Full`, the COMMIT and
+    /// the fsync after it).
     pub commit_seconds: Histogram,
     /// Committed transactions, as a metric.
     pub committed: prometheus_client::metrics::counter::Counter,
@@ -200,11 +204,26 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread. `batch_rows` bounds a group commit; 1 gives every command its own
-    /// transaction (the baseline the benchmark compares group commit with).
-    pub fn start(conn: Connection, options: WriterOptions, file: Option<FileIdentity>) -> Writer {
+    /// Starts the thread on the database at `path`, which `conn` has open. `batch_rows` bounds
+    /// a group commit; 1 gives every command its own transaction (the baseline the benchmark
+    /// compares group commit with).
+    pub fn start(
+        conn: Connection,
+        options: WriterOptions,
+        path: &std::path::Path,
+        durability: Durability,
+    ) -> rusqlite::Result<Writer> {
         let (queue, commands) = bounded(options.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());
+        let durable = match durability {
+            // The commit writes the WAL without waiting for the disk; `wal_sync` waits for it
+            // before anyone is answered.
+            Durability::Full => {
+                conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+                Some(WalSync::start(wal_sync::wal_file_sync(path), stats.clone()))
+            }
+            Durability::Relaxed => None,
+        };
         let orphans = reset::orphaned_accounts(&conn).unwrap_or_else(|e| {
             eprintln!("writer: cannot look for rows left by resets: {e}");
             Vec::new()
@@ -220,19 +239,20 @@ impl Writer {
             conn,
             batch_rows: options.batch_rows.max(1),
             stats: stats.clone(),
-            file,
+            file: FileIdentity::of(path),
             file_gone_said: false,
+            durable,
         };
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || writer_loop.run(commands))
             .expect("the writer thread can be spawned at start-up");
-        Writer {
+        Ok(Writer {
             queue,
             enqueue_timeout: options.enqueue_timeout,
             stats,
             thread: Mutex::new(Some(thread)),
-        }
+        })
     }
 
     /// Sends a command built around its reply channel and waits for the committed answer.
@@ -271,12 +291,12 @@ impl Writer {
 }
 
 /// A caller's answer, sent only after the transaction holding its command has ended.
-type PendingAnswer = Box<dyn FnOnce(Option<&CommitFailure>) + Send>;
+pub(super) type PendingAnswer = Box<dyn FnOnce(Option<&CommitFailure>) + Send>;
 
 /// Why a commit failed: every kept write of the batch is answered with it.
-struct CommitFailure {
-    disk_full: bool,
-    message: String,
+pub(super) struct CommitFailure {
+    pub(super) disk_full: bool,
+    pub(super) message: String,
 }
 
 impl CommitFailure {
@@ -305,6 +325,8 @@ struct WriterLoop {
     /// and applied after it may land on an id no account has, and its rows must be deleted
     /// as the rest of that id's were.
     after_reset: bool,
+    /// With `Durability::Full`: the thread that fsyncs each commit and then answers it.
+    durable: Option<WalSync>,
 }
 
 /// Which file a path named when the database was opened: (device, inode).
@@ -478,13 +500,47 @@ impl WriterLoop {
                 None::<fn(rusqlite::backup::Progress)>,
             )
             .map_err(|e| Error::Internal(format!("restoring {} failed: {e}", from.display())));
-        if result.is_ok() {
+        let restored = result.is_ok();
+        if restored {
             self.stats.commits.fetch_add(1, Ordering::SeqCst);
             self.after_reset = true;
             self.find_orphans();
             self.find_cleanups();
         }
-        let _ = reply.send(result);
+        let reply = reply.clone();
+        let answer: PendingAnswer = Box::new(move |sync_failure: Option<&CommitFailure>| {
+            let result = match sync_failure {
+                Some(failure) if restored => Err(failure.error()),
+                _ => result,
+            };
+            let _ = reply.send(result);
+        });
+        self.answer_when_durable(vec![answer], None, std::time::Instant::now());
+    }
+
+    /// Answers a transaction's callers: at once when its commit failed or when SQLite syncs
+    /// commits itself, otherwise once `wal_sync` has made the commit durable.
+    fn answer_when_durable(
+        &self,
+        answers: Vec<PendingAnswer>,
+        commit_failure: Option<&CommitFailure>,
+        commit_started: std::time::Instant,
+    ) {
+        match &self.durable {
+            Some(wal_sync) if commit_failure.is_none() => {
+                wal_sync.answer_when_durable(answers, commit_started)
+            }
+            _ => {
+                if commit_failure.is_none() {
+                    self.stats
+                        .commit_seconds
+                        .observe(commit_started.elapsed().as_secs_f64());
+                }
+                for answer in answers {
+                    answer(commit_failure);
+                }
+            }
+        }
     }
 
     /// Applies a batch in one transaction and answers its callers; true when told to stop.
@@ -513,6 +569,13 @@ impl WriterLoop {
                 self.file_gone_said = true;
             }
             let why = Error::Overloaded(why);
+            batch.iter().for_each(|command| fail_command(command, &why));
+            return false;
+        }
+        if !stop && self.durable.as_ref().is_some_and(WalSync::failed) {
+            let why = Error::Overloaded(
+                "a sync of the database to the disk failed; every write is refused until a restart",
+            );
             batch.iter().for_each(|command| fail_command(command, &why));
             return false;
         }
@@ -547,15 +610,10 @@ impl WriterLoop {
                     // Counted before anyone hears of the write, so that nothing remembered from
                     // before it is used after.
                     self.stats.commits.fetch_add(1, Ordering::SeqCst);
-                    self.stats
-                        .commit_seconds
-                        .observe(committing.elapsed().as_secs_f64());
                     self.stats.batch_rows.observe(rows as f64);
                     self.stats.committed.inc();
                 }
-                for answer in answers {
-                    answer(commit_failure.as_ref());
-                }
+                self.answer_when_durable(answers, commit_failure.as_ref(), committing);
             }
             Err(why) => {
                 eprintln!("writer: {why}");
