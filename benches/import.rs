@@ -184,11 +184,13 @@ impl Bench {
             .enumerate()
             .map(|(i, row)| (i as u64, row.iter().map(|c| Some(c.as_str())).collect()))
             .collect();
+        let now = unisender_local::model::Timestamp::now();
         ImportPlan {
             account_id: self.account_id,
             flags: ImportFlags::default(),
+            now,
             field_ids: columns.field_ids(),
-            rows: plan_rows(&columns, &rows, true),
+            rows: plan_rows(&columns, &rows, true, now),
         }
     }
 
@@ -325,6 +327,7 @@ fn send_all(address: std::net::SocketAddr, bodies: &[String], clients: usize) {
 fn validation(bench: &Bench) {
     let columns = columns(&bench.fields);
     let cells = bench.cells(0, 0);
+    let now = unisender_local::model::Timestamp::now();
     for size in [8, 16, 32, 64, 128, 500] {
         let rows: Vec<(u64, Vec<Option<&str>>)> = cells[..size]
             .iter()
@@ -335,7 +338,7 @@ fn validation(bench: &Bench) {
         for (variant, parallel) in [("sequential", false), ("rayon", true)] {
             let started = Instant::now();
             for _ in 0..rounds {
-                std::hint::black_box(plan_rows(&columns, &rows, parallel));
+                std::hint::black_box(plan_rows(&columns, &rows, parallel, now));
             }
             let micros = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
             report(

@@ -9,6 +9,7 @@ use crate::model::{
     comma_items, normalise_tags, parse_flag,
 };
 use crate::params::{Key, Param, Params};
+use crate::store::apply_import::{NewContact, new_contact};
 use rayon::prelude::*;
 use std::collections::HashSet;
 
@@ -265,6 +266,9 @@ pub struct PlannedRow {
     /// The row's own index in `data`.
     pub index: u64,
     pub verdict: Verdict,
+    /// An applied row's contact were it new (none for a delete), built here rather than by the
+    /// writer, which uses it when the row's addresses turn out to be free.
+    pub as_new: Option<Box<NewContact>>,
 }
 
 /// One row of `data`: its index, and its cell for each column in order (`None`: absent).
@@ -319,11 +323,25 @@ pub fn split_rows<'a>(data: &'a Param, columns: &Columns) -> Result<Vec<RowCells
 }
 
 /// Checks every row on its own, then marks duplicates. `parallel` chooses rayon or this thread;
-/// the result is the same either way.
-pub fn plan_rows(columns: &Columns, rows: &[RowCells], parallel: bool) -> Vec<PlannedRow> {
-    let check = |(index, cells): &RowCells| PlannedRow {
-        index: *index,
-        verdict: check_row(columns, cells),
+/// the result is the same either way. `now` is the call's time, the default of its add and
+/// subscribe times.
+pub fn plan_rows(
+    columns: &Columns,
+    rows: &[RowCells],
+    parallel: bool,
+    now: Timestamp,
+) -> Vec<PlannedRow> {
+    let check = |(index, cells): &RowCells| {
+        let verdict = check_row(columns, cells);
+        let as_new = match &verdict {
+            Verdict::Apply(changes) => new_contact(changes, now),
+            _ => None,
+        };
+        PlannedRow {
+            index: *index,
+            verdict,
+            as_new,
+        }
     };
     let mut planned: Vec<PlannedRow> = if parallel {
         rows.par_iter().map(check).collect()
@@ -344,6 +362,9 @@ fn mark_duplicates(rows: &mut [PlannedRow]) {
         };
         let email_seen = changes.email.as_ref().is_some_and(|e| emails.contains(e));
         let phone_seen = changes.phone.as_ref().is_some_and(|p| phones.contains(p));
+        if email_seen || phone_seen {
+            row.as_new = None;
+        }
         if email_seen {
             row.verdict =
                 Verdict::Duplicate(RowNote::new("duplicate_email", "Duplicate email address"));
@@ -645,6 +666,8 @@ impl ImportFlags {
 pub struct ImportPlan {
     pub account_id: i64,
     pub flags: ImportFlags,
+    /// When the call was read: the default of its rows' add and subscribe times.
+    pub now: Timestamp,
     /// The user fields the call writes; the writer checks they still exist.
     pub field_ids: Vec<i64>,
     pub rows: Vec<PlannedRow>,
@@ -748,8 +771,8 @@ mod tests {
                 .enumerate()
                 .map(|(i, row)| (i as u64 * 3, row.iter().map(|c| c.as_deref()).collect()))
                 .collect();
-            let sequential = plan_rows(&columns, &cells, false);
-            let parallel = plan_rows(&columns, &cells, true);
+            let sequential = plan_rows(&columns, &cells, false, Timestamp(1_700_000_000));
+            let parallel = plan_rows(&columns, &cells, true, Timestamp(1_700_000_000));
             prop_assert_eq!(sequential, parallel);
         }
     }
@@ -764,7 +787,7 @@ mod tests {
                 .expect("a test column");
             row[at] = Some(*value);
         }
-        let planned = plan_rows(&columns, &[(0, row)], false);
+        let planned = plan_rows(&columns, &[(0, row)], false, Timestamp(1_700_000_000));
         let got = match &planned[0].verdict {
             Verdict::Apply(_) => "apply",
             Verdict::Reject(note) | Verdict::Duplicate(note) => note.code,

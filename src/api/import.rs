@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::import_plan::{
     Columns, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows, split_rows,
 };
+use crate::model::Timestamp;
 use crate::store::apply_import::ImportOutcome;
 use crate::store::db;
 use crate::store::writer::Command;
@@ -60,11 +61,18 @@ fn plan(call: &Call, alone: bool) -> Result<std::sync::Arc<ImportPlan>> {
         .read(|conn| db::field_names(conn, call.account.id))?;
     let columns = Columns::parse(field_names, &user_fields).map_err(Error::invalid_arg)?;
     let rows = split_rows(data, &columns).map_err(Error::invalid_arg)?;
+    let now = Timestamp::now();
     Ok(std::sync::Arc::new(ImportPlan {
         account_id: call.account.id,
         flags,
+        now,
         field_ids: columns.field_ids(),
-        rows: plan_rows(&columns, &rows, alone && rows.len() >= PARALLEL_THRESHOLD),
+        rows: plan_rows(
+            &columns,
+            &rows,
+            alone && rows.len() >= PARALLEL_THRESHOLD,
+            now,
+        ),
     }))
 }
 

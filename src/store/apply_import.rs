@@ -11,6 +11,7 @@ use crate::model::{
     Availability, Email, EmailStatus, MembershipState, Phone, PhoneStatus, StatusCode, Timestamp,
 };
 use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, Owner, TagIds};
+use crate::store::facets;
 use crate::store::packed::{Membership, Memberships, TagSet};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -42,13 +43,47 @@ enum Applied {
     Deleted,
 }
 
+/// A row as a new contact, built with its facets when the call is planned, on the connection's
+/// thread: the writer then only inserts it (`CallState::insert_if_new`), which took a tenth of
+/// its time per new contact. Its tags are left out, since only the writer can find their ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewContact {
+    contact: Found,
+    /// Its facets (`facets::of_contact`), tags left out.
+    facets: Vec<i64>,
+}
+
+/// The row's contact were it new, with the call's time `now`; none for a row that deletes.
+pub fn new_contact(row: &RowChanges, now: Timestamp) -> Option<Box<NewContact>> {
+    if row.delete {
+        return None;
+    }
+    // Whether lists are overwritten matters only for memberships a contact already has.
+    let rules = Rules {
+        now,
+        overwrite_lists: false,
+    };
+    let mut warnings = Vec::new();
+    let contact = rules.built(Found::default(), row, None, &mut warnings);
+    debug_assert!(warnings.is_empty(), "a new contact has no status to keep");
+    let mut facets = Vec::new();
+    facets::of_contact(&contact, &mut facets);
+    Some(Box::new(NewContact { contact, facets }))
+}
+
+/// How a row's changes apply to a contact (§5.4 steps 1 and 3 to 5).
+struct Rules {
+    /// The call's time: the default of add and subscribe times.
+    now: Timestamp,
+    overwrite_lists: bool,
+}
+
 /// The state one call carries from row to row.
 struct CallState<'a> {
     db: Db<'a>,
     account_id: i64,
-    now: Timestamp,
+    rules: Rules,
     overwrite_tags: bool,
-    overwrite_lists: bool,
     lists: foldhash::HashSet<i64>,
     tag_ids: TagIds,
     new_contacts: NewContacts,
@@ -58,7 +93,7 @@ struct CallState<'a> {
     expect_new: bool,
 }
 
-pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Result<ImportOutcome> {
+pub fn apply_import(conn: &Connection, plan: &ImportPlan) -> Result<ImportOutcome> {
     let account_id = plan.account_id;
     check_fields_exist(conn, account_id, &plan.field_ids)?;
     // No row: a reset gave the account a new id after this call was planned. The call then
@@ -75,9 +110,11 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
     let mut state = CallState {
         db: Db::new(conn),
         account_id,
-        now,
+        rules: Rules {
+            now: plan.now,
+            overwrite_lists: plan.flags.overwrite_lists,
+        },
         overwrite_tags: plan.flags.overwrite_tags,
-        overwrite_lists: plan.flags.overwrite_lists,
         lists: crate::store::db::list_ids(conn, account_id)?
             .into_iter()
             .collect(),
@@ -104,7 +141,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan, now: Timestamp) -> Res
                 log(note.clone(), &mut outcome);
             }
             Verdict::Duplicate(note) => log(note.clone(), &mut outcome),
-            Verdict::Apply(changes) => match state.apply_row(changes)? {
+            Verdict::Apply(changes) => match state.apply_row(changes, row.as_new.as_deref())? {
                 Err(note) => {
                     outcome.invalid += 1;
                     log(note, &mut outcome);
@@ -150,9 +187,10 @@ type RowResult = std::result::Result<(Applied, Vec<RowNote>, bool), RowNote>;
 impl CallState<'_> {
     /// Applies one checked row. The outer `Result` is a fault of the server; the inner one a
     /// rejection of the row, decided before anything of it is written.
-    fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
+    fn apply_row(&mut self, row: &RowChanges, as_new: Option<&NewContact>) -> Result<RowResult> {
         if self.expect_new
-            && let Some(applied) = self.insert_if_new(row)?
+            && let Some(as_new) = as_new
+            && let Some(applied) = self.insert_if_new(row, as_new)?
         {
             return Ok(applied);
         }
@@ -167,24 +205,33 @@ impl CallState<'_> {
     /// already has a contact, or when the row needs what only `apply_found` decides (a delete,
     /// an unknown list, a tag to create, too many tags); the row then takes that path, and the
     /// answer is the same either way.
-    fn insert_if_new(&mut self, row: &RowChanges) -> Result<Option<RowResult>> {
-        if row.delete || self.unknown_list(row).is_some() {
+    fn insert_if_new(
+        &mut self,
+        row: &RowChanges,
+        as_new: &NewContact,
+    ) -> Result<Option<RowResult>> {
+        if self.unknown_list(row).is_some() {
             return Ok(None);
         }
         let tags = match &row.tags {
             Some(given) => match self.tag_ids.known(&self.db, self.account_id, given)? {
-                Some(tags) if tags.len() <= MAX_TAGS_PER_CONTACT => Some(tags),
+                Some(tags) if tags.len() <= MAX_TAGS_PER_CONTACT => tags,
                 _ => return Ok(None),
             },
-            None => None,
+            None => TagSet::default(),
         };
-        let mut warnings = Vec::new();
-        let contact = self.built(Found::default(), row, tags, &mut warnings);
-        let Some(id) = contact_rows::insert_if_new(&self.db, self.account_id, &contact)? else {
+        let inserted = contact_rows::insert_if_new(
+            &self.db,
+            self.account_id,
+            &as_new.contact,
+            &tags,
+            &as_new.facets,
+        )?;
+        let Some(id) = inserted else {
             self.expect_new = false;
             return Ok(None);
         };
-        Ok(Some(Ok(self.inserted(id, &contact, warnings))))
+        Ok(Some(Ok(self.inserted(id, &as_new.contact, Vec::new()))))
     }
 
     /// A row applied to the contact its addresses find, or to a new one if they find none.
@@ -237,7 +284,7 @@ impl CallState<'_> {
             None => None,
         };
         let mut warnings = Vec::new();
-        let after = self.built(before.clone(), row, tags, &mut warnings);
+        let after = self.rules.built(before.clone(), row, tags, &mut warnings);
         if before.id == 0 {
             let id = contact_rows::insert_contact(&self.db, self.account_id, &after)?;
             return Ok(Ok(self.inserted(id, &after, warnings)));
@@ -245,52 +292,6 @@ impl CallState<'_> {
         contact_rows::save_contact(&self.db, self.account_id, &before, &after)?;
         let email_is_new = after.email.status == Some(EmailStatus::New.code());
         Ok(Ok((Applied::Updated, warnings, email_is_new)))
-    }
-
-    /// The contact with the row's channels, lists and values applied, and its tags replaced by
-    /// `tags` when the row has a tags cell.
-    fn built(
-        &self,
-        mut after: Found,
-        row: &RowChanges,
-        tags: Option<TagSet>,
-        warnings: &mut Vec<RowNote>,
-    ) -> Found {
-        if let Some(tags) = tags {
-            after.tags = tags;
-        }
-        if let Some(address) = &row.email {
-            after.email = self.channel_update(
-                Channel::Email,
-                &after.email,
-                &row.email_changes,
-                address.as_str(),
-                warnings,
-            );
-            self.apply_lists(
-                &mut after.memberships,
-                Channel::Email,
-                &row.email_changes.lists,
-            );
-        }
-        if let Some(address) = &row.phone {
-            after.phone = self.channel_update(
-                Channel::Phone,
-                &after.phone,
-                &row.phone_changes,
-                address.as_str(),
-                warnings,
-            );
-            self.apply_lists(
-                &mut after.memberships,
-                Channel::Phone,
-                &row.phone_changes.lists,
-            );
-        }
-        for (field_id, value) in &row.fields {
-            after.fields.set(*field_id, value);
-        }
-        after
     }
 
     /// Counts a contact just created, with the tariff's warning when it is past the limit.
@@ -335,6 +336,54 @@ impl CallState<'_> {
                         )
                     })
             })
+    }
+}
+
+impl Rules {
+    /// The contact with the row's channels, lists and values applied, and its tags replaced by
+    /// `tags` when the row has a tags cell.
+    fn built(
+        &self,
+        mut after: Found,
+        row: &RowChanges,
+        tags: Option<TagSet>,
+        warnings: &mut Vec<RowNote>,
+    ) -> Found {
+        if let Some(tags) = tags {
+            after.tags = tags;
+        }
+        if let Some(address) = &row.email {
+            after.email = self.channel_update(
+                Channel::Email,
+                &after.email,
+                &row.email_changes,
+                address.as_str(),
+                warnings,
+            );
+            self.apply_lists(
+                &mut after.memberships,
+                Channel::Email,
+                &row.email_changes.lists,
+            );
+        }
+        if let Some(address) = &row.phone {
+            after.phone = self.channel_update(
+                Channel::Phone,
+                &after.phone,
+                &row.phone_changes,
+                address.as_str(),
+                warnings,
+            );
+            self.apply_lists(
+                &mut after.memberships,
+                Channel::Phone,
+                &row.phone_changes.lists,
+            );
+        }
+        for (field_id, value) in &row.fields {
+            after.fields.set(*field_id, value);
+        }
+        after
     }
 
     /// A channel's columns as a new channel gets them: the given values, or the defaults.

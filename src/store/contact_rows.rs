@@ -257,31 +257,38 @@ macro_rules! insert_contact {
 const INSERT: &str = insert_contact!("INSERT");
 const INSERT_IF_NEW: &str = insert_contact!("INSERT OR IGNORE");
 
-/// Creates the contact unless one of its addresses already belongs to one of the account's
-/// contacts (the address indexes are unique): the new id, or `None` with nothing written.
-pub fn insert_if_new(db: &Db, account_id: i64, contact: &Found) -> Result<Option<i64>> {
+/// Creates the contact, with `tags` for its own, unless one of its addresses already belongs to
+/// one of the account's contacts (the address indexes are unique): the new id, or `None` with
+/// nothing written. `facets` are its facets but its tags (`facets::of_contact`).
+pub fn insert_if_new(
+    db: &Db,
+    account_id: i64,
+    contact: &Found,
+    tags: &TagSet,
+    facets: &[i64],
+) -> Result<Option<i64>> {
     let inserted = db
         .stmt(INSERT_IF_NEW)?
-        .execute(&row_params(&account_id, contact)[..])?;
+        .execute(&row_params(&account_id, contact, tags)[..])?;
     if inserted == 0 {
         return Ok(None);
     }
     let id = db.conn.last_insert_rowid();
     db.facets
         .borrow_mut()
-        .record(account_id, id, None, Some(contact));
+        .record_new(account_id, id, facets, tags);
     Ok(Some(id))
 }
 
 fn insert_row(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
     db.stmt(INSERT)?
-        .execute(&row_params(&account_id, contact)[..])?;
+        .execute(&row_params(&account_id, contact, &contact.tags)[..])?;
     Ok(db.conn.last_insert_rowid())
 }
 
-/// `key` as ?1, then the contact's columns as ?2 to ?16, in the order both the INSERT and the
-/// whole-row UPDATE name them.
-fn row_params<'a>(key: &'a i64, contact: &'a Found) -> [&'a dyn ToSql; 16] {
+/// `key` as ?1, then the contact's columns as ?2 to ?16 (with `tags` for its tags), in the
+/// order both the INSERT and the whole-row UPDATE name them.
+fn row_params<'a>(key: &'a i64, contact: &'a Found, tags: &'a TagSet) -> [&'a dyn ToSql; 16] {
     let (e, p) = (&contact.email, &contact.phone);
     [
         key,
@@ -298,7 +305,7 @@ fn row_params<'a>(key: &'a i64, contact: &'a Found) -> [&'a dyn ToSql; 16] {
         &p.add_time,
         &p.request_ip,
         &contact.memberships,
-        &contact.tags,
+        tags,
         &contact.fields,
     ]
 }
@@ -334,7 +341,7 @@ pub fn save_contact(db: &Db, account_id: i64, before: &Found, after: &Found) -> 
             field_values = ?16
          WHERE id = ?1",
     )?
-    .execute(&row_params(&after.id, after)[..])?;
+    .execute(&row_params(&after.id, after, &after.tags)[..])?;
     Ok(())
 }
 

@@ -749,7 +749,7 @@ fn apply_command(conn: &Connection, command: &Command) -> (Applied, PendingAnswe
     match command {
         Command::Import(plan, reply) => {
             let dry_run = plan.flags.test_mode;
-            answer_after_commit(reply, apply_import(conn, plan, now), !dry_run)
+            answer_after_commit(reply, apply_import(conn, plan), !dry_run)
         }
         Command::CreateList(list, reply) => {
             answer_after_commit(reply, catalog::create_list(conn, list), true)
