@@ -15,7 +15,44 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Option<Email> {
-        let address = raw.trim().to_lowercase();
+        let trimmed = trim(raw);
+        if trimmed.is_ascii() {
+            return Email::parse_ascii(trimmed);
+        }
+        Email::parse_unicode(trimmed)
+    }
+
+    /// `parse_unicode` for an ASCII address, on bytes: an ASCII character is one byte, the
+    /// whitespace and control characters among them are the bytes up to the space and DEL, and
+    /// none is an invisible format character. Nearly every address is ASCII, and the general
+    /// way cost a tenth of checking an import row.
+    fn parse_ascii(trimmed: &str) -> Option<Email> {
+        if trimmed.len() > 254 {
+            return None;
+        }
+        let address = trimmed.to_ascii_lowercase();
+        let (local, domain) = address.split_once('@')?;
+        if domain.contains('@') {
+            return None;
+        }
+        if !(1..=64).contains(&local.len()) || local.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return None;
+        }
+        let mut labels = 0;
+        for label in domain.split('.') {
+            if !valid_domain_label(label) {
+                return None;
+            }
+            labels += 1;
+        }
+        if labels < 2 {
+            return None;
+        }
+        Some(Email(address))
+    }
+
+    fn parse_unicode(trimmed: &str) -> Option<Email> {
+        let address = trimmed.to_lowercase();
         if address.chars().count() > 254 {
             return None;
         }
@@ -105,7 +142,7 @@ pub struct Phone(String);
 
 impl Phone {
     pub fn parse(raw: &str) -> Option<Phone> {
-        let trimmed = raw.trim();
+        let trimmed = trim(raw);
         let without_plus = trimmed.strip_prefix('+').unwrap_or(trimmed);
         let mut phone = String::with_capacity(16);
         phone.push('+');
@@ -263,7 +300,7 @@ impl Timestamp {
     }
 
     fn parse_any(raw: &str) -> Option<Timestamp> {
-        let text = raw.trim();
+        let text = trim(raw);
         if let Some(moment) = Self::parse_seconds_form(text) {
             return Some(moment);
         }
@@ -345,9 +382,19 @@ impl Timestamp {
 
 /// Splits a comma-separated cell into trimmed, non-empty items.
 pub fn comma_items(cell: &str) -> impl Iterator<Item = &str> {
-    cell.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    cell.split(',').map(trim).filter(|item| !item.is_empty())
+}
+
+/// `str::trim`, at once when both ends are ASCII and not whitespace, as nearly every cell's are
+/// (trimming each cell and item the general way, which decodes characters from both ends, was
+/// a twentieth of checking an import row).
+pub fn trim(text: &str) -> &str {
+    let kept =
+        |byte: Option<&u8>| byte.is_some_and(|&b| b.is_ascii() && !(b as char).is_whitespace());
+    if kept(text.as_bytes().first()) && kept(text.as_bytes().last()) {
+        return text;
+    }
+    text.trim()
 }
 
 /// Reads a flag as §1.2 spells it: `1`/`0`, `true`/`false` in any case, or empty (= false).
@@ -409,6 +456,26 @@ pub const MAX_CELL_BYTES: usize = 64 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The ASCII way gives what the general way gives, for every ASCII input: addresses,
+        /// near-addresses and any bytes at all.
+        #[test]
+        fn ascii_addresses_parse_as_the_general_way_parses_them(
+            input in prop_oneof![
+                "[ \t\x0b]?[A-Za-z0-9._%+\x00-\x1f\x7f -]{0,70}@[A-Za-z0-9@.-]{0,20}[ \r\n]?",
+                r"[ \t\x0b]?[A-Za-z0-9._%+ \t-]{1,10}@[a-z0-9-]{1,6}\.[a-zA-Z0-9-]{1,6}(\.[a-z]{1,3})?[ \r\n]?",
+                r"[a-z\x00-\x1f\x7f]{1,8}@[a-z]{1,4}\.[a-z]{2,3}",
+                r"[a-z]{60,70}@[a-z]{1,4}\.[a-z]{2,3}",
+                "[\x00-\x7f]{0,40}",
+                r"[a-z]{1,3}(@[a-z]{0,2}(\.[a-z-]{0,2}){0,3})?",
+            ],
+        ) {
+            prop_assert!(input.is_ascii());
+            prop_assert_eq!(Email::parse(&input), Email::parse_unicode(input.trim()));
+        }
+    }
 
     fn check_email(input: &str, expected: Option<&str>) {
         assert_eq!(
@@ -529,5 +596,13 @@ mod tests {
         assert_eq!(EmailStatus::parse_importable("invited"), None);
         assert_eq!(PhoneStatus::parse_importable("blocked"), None);
         assert_eq!(PhoneStatus::parse_importable("new"), Some(PhoneStatus::New));
+    }
+
+    proptest! {
+        /// The quick way trims exactly as `str::trim`, whatever the characters at either end.
+        #[test]
+        fn trim_is_str_trim(text in r"[ \t\x0b\x0c\r\na\u{a0}\u{85}\u{2003}é,-]{0,6}") {
+            prop_assert_eq!(trim(&text), text.trim());
+        }
     }
 }

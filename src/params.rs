@@ -470,10 +470,16 @@ enum Segment<'a> {
     Index(u64),
 }
 
+/// Entries a nested array has room for when made.
+const NESTED_CAPACITY: usize = 8;
+
 /// Places `value` at `path` under `node`; returns how many nodes it made.
 fn insert_path(node: &mut Param, path: &[Segment], value: String) -> usize {
     if !matches!(node, Param::Array(_)) {
-        *node = Param::Array(ParamArray::default());
+        // Room for a row of the usual import from the start, rather than growing twice.
+        *node = Param::Array(ParamArray(Entries::InOrder(Vec::with_capacity(
+            NESTED_CAPACITY,
+        ))));
     }
     let Param::Array(entries) = node else {
         unreachable!("node was made an array just above")
