@@ -458,20 +458,17 @@ fn build_changes(columns: &Columns, cells: &[Option<&str>]) -> Result<RowChanges
             Column::ListIds(channel) => {
                 let lists = &mut channel_of(&mut changes, channel).lists;
                 lists.given = true;
-                lists.subscribed = parse_list_ids(name, value)?
-                    .into_iter()
-                    .map(|id| (id, None))
-                    .collect();
+                lists.subscribed = parse_list_ids(name, value, |id| (id, None))?;
             }
             Column::UnsubscribedListIds(channel) => {
                 let lists = &mut channel_of(&mut changes, channel).lists;
                 lists.given = true;
-                lists.unsubscribed = parse_list_ids(name, value)?;
+                lists.unsubscribed = parse_list_ids(name, value, |id| id)?;
             }
             Column::ExcludedListIds(channel) => {
                 let lists = &mut channel_of(&mut changes, channel).lists;
                 lists.given = true;
-                lists.excluded = parse_list_ids(name, value)?;
+                lists.excluded = parse_list_ids(name, value, |id| id)?;
             }
             Column::SubscribeTimes(channel) => {
                 channel_of(&mut changes, channel).lists.given = true;
@@ -576,12 +573,18 @@ fn first_repeated(ids: impl Iterator<Item = i64>) -> Option<i64> {
     None
 }
 
-fn parse_list_ids(column: &str, value: &str) -> Result<Vec<i64>, RowNote> {
+/// The list ids of a cell, each made an entry by `entry`.
+fn parse_list_ids<T>(
+    column: &str,
+    value: &str,
+    entry: impl Fn(i64) -> T,
+) -> Result<Vec<T>, RowNote> {
     comma_items(value)
         .map(|item| {
             item.parse::<i64>()
                 .ok()
                 .filter(|id| *id > 0)
+                .map(&entry)
                 .ok_or_else(|| {
                     RowNote::new(
                         "invalid_list_id",
@@ -616,22 +619,21 @@ fn attach_times(
             format!("{}_subscribe_times: {why}", channel.prefix()),
         )
     };
-    let parsed: Vec<Timestamp> = times
-        .split(',')
-        .map(|item| {
-            Timestamp::parse(item)
-                .ok_or_else(|| invalid(format!("\"{}\" is not a time", item.trim())))
-        })
-        .collect::<Result<_, _>>()?;
-    if parsed.len() != lists.subscribed.len() {
+    // Parsed into the list entries as read; a count that differs undoes them.
+    let mut count = 0;
+    for item in times.split(',') {
+        let time = Timestamp::parse(item)
+            .ok_or_else(|| invalid(format!("\"{}\" is not a time", item.trim())))?;
+        if let Some((_, slot)) = lists.subscribed.get_mut(count) {
+            *slot = Some(time);
+        }
+        count += 1;
+    }
+    if count != lists.subscribed.len() {
         return Err(invalid(format!(
-            "{} times for {} list ids",
-            parsed.len(),
+            "{count} times for {} list ids",
             lists.subscribed.len()
         )));
-    }
-    for ((_, time), given) in lists.subscribed.iter_mut().zip(parsed) {
-        *time = Some(given);
     }
     Ok(())
 }

@@ -39,8 +39,13 @@ impl Email {
             return None;
         }
         let mut labels = 0;
-        for label in domain.split('.') {
-            if !valid_domain_label(label) {
+        for label in domain.as_bytes().split(|&b| b == b'.') {
+            let valid = matches!(label, [first, .., last] | [first @ last]
+                    if *first != b'-' && *last != b'-')
+                && label
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-');
+            if !valid {
                 return None;
             }
             labels += 1;

@@ -357,6 +357,9 @@ impl Params {
         let mut params = Params::default();
         // One buffer for every key: keys are dropped once placed, values are kept.
         let mut key = Vec::new();
+        // The array the last bracket key went into, held out of `entries` while the keys after
+        // it name it too: an import's thousands of `data[i][j]` keys then skip the map.
+        let mut hot: Option<(String, Param)> = None;
         let mut start = 0;
         let ends = memchr::memchr_iter(b'&', input).chain(std::iter::once(input.len()));
         for end in ends {
@@ -369,16 +372,57 @@ impl Params {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
             };
-            if let Some((name, indexes, depth)) = index_key(raw_key) {
-                params.insert_at(name, &indexes[..depth], percent_decode(raw_value)?)?;
+            if let Some((name, indexes, depth)) = index_key(raw_key)
+                && !name.is_empty()
+            {
+                let value = percent_decode(raw_value)?;
+                if hot.as_ref().is_none_or(|(hot_name, _)| hot_name != name) {
+                    params.put_back(hot.take());
+                    let root = params
+                        .entries
+                        .remove(name)
+                        .unwrap_or_else(|| Param::Array(ParamArray::default()));
+                    hot = Some((name.to_string(), root));
+                }
+                let (_, root) = hot.as_mut().expect("held just above");
+                params.count_parameter()?;
+                let made = insert_path(root, &indexes[..depth], value);
+                params.count_nodes(made)?;
                 continue;
             }
+            params.put_back(hot.take());
             key.clear();
             percent_decode_into(raw_key, &mut key);
             let key = std::str::from_utf8(&key).map_err(|_| ParamError::NotUtf8)?;
             params.insert(key, percent_decode(raw_value)?)?;
         }
+        params.put_back(hot);
         Ok(params)
+    }
+
+    /// Returns the array `from_urlencoded` held out of the map.
+    fn put_back(&mut self, held: Option<(String, Param)>) {
+        if let Some((name, root)) = held {
+            self.entries.insert(name, root);
+        }
+    }
+
+    /// Counts one more parameter, refusing the request past `MAX_PARAMS`.
+    fn count_parameter(&mut self) -> Result<(), ParamError> {
+        self.inserted += 1;
+        if self.inserted > MAX_PARAMS {
+            return Err(ParamError::TooMany);
+        }
+        Ok(())
+    }
+
+    /// Counts the nodes an insert made, refusing the request past `MAX_NODES`.
+    fn count_nodes(&mut self, made: usize) -> Result<(), ParamError> {
+        self.nodes += made;
+        if self.nodes > MAX_NODES {
+            return Err(ParamError::TooMany);
+        }
+        Ok(())
     }
 
     /// Adds one `key=value` pair, the key in bracket notation. A later pair replaces an earlier
@@ -396,10 +440,7 @@ impl Params {
 
     /// `insert` with the key already split into its name and bracket segments.
     fn insert_at(&mut self, name: &str, path: &[Segment], value: String) -> Result<(), ParamError> {
-        self.inserted += 1;
-        if self.inserted > MAX_PARAMS {
-            return Err(ParamError::TooMany);
-        }
+        self.count_parameter()?;
         if name.is_empty() {
             return Ok(());
         }
@@ -418,11 +459,8 @@ impl Params {
                 .entry(name.to_string())
                 .or_insert(Param::Array(ParamArray::default())),
         };
-        self.nodes += insert_path(root, path, value);
-        if self.nodes > MAX_NODES {
-            return Err(ParamError::TooMany);
-        }
-        Ok(())
+        let made = insert_path(root, path, value);
+        self.count_nodes(made)
     }
 
     /// Merges `other` over `self`: a top-level name present in `other` replaces the one here.
