@@ -65,7 +65,7 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             readers: RwLock::new(Some(readers)),
-            writer: Writer::start(conn, options, path, durability)
+            writer: Writer::start(conn, options, path, file.clone(), durability)
                 .map_err(|e| OpenError(format!("cannot start the writer: {e}")))?,
             file,
             owner: Mutex::new(Some(owner)),

@@ -26,8 +26,9 @@ pub type SyncWal = Box<dyn FnMut() -> std::io::Result<()> + Send>;
 /// The answers of one committed batch, waiting for their fsync.
 struct Committed {
     answers: Vec<PendingAnswer>,
-    /// When its COMMIT began: the commit time reported is until the data is durable.
-    commit_started: Instant,
+    /// When its COMMIT began: the commit time reported is until the data is durable. None for
+    /// a restore, which is not a commit of the writer's.
+    commit_started: Option<Instant>,
 }
 
 /// The thread that fsyncs the WAL after the writer's commits and then answers them.
@@ -55,7 +56,11 @@ impl WalSync {
     }
 
     /// Answers a committed batch once what it wrote is on the disk.
-    pub fn answer_when_durable(&self, answers: Vec<PendingAnswer>, commit_started: Instant) {
+    pub fn answer_when_durable(
+        &self,
+        answers: Vec<PendingAnswer>,
+        commit_started: Option<Instant>,
+    ) {
         let committed = Committed {
             answers,
             commit_started,
@@ -101,10 +106,12 @@ fn sync_loop(
             }
         });
         for batch in waiting {
-            if failure.is_none() {
+            if failure.is_none()
+                && let Some(started) = batch.commit_started
+            {
                 stats
                     .commit_seconds
-                    .observe(batch.commit_started.elapsed().as_secs_f64());
+                    .observe(started.elapsed().as_secs_f64());
             }
             for answer in batch.answers {
                 answer(failure.as_ref());
@@ -174,12 +181,12 @@ mod tests {
         let wal_sync = WalSync::start(sync, Arc::new(WriterStats::default()));
         wal_sync.answer_when_durable(
             vec![answer(&events, "a1"), answer(&events, "a2")],
-            Instant::now(),
+            Some(Instant::now()),
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
         // Both arrive while the first sync runs: they share the next one.
-        wal_sync.answer_when_durable(vec![answer(&events, "b")], Instant::now());
-        wal_sync.answer_when_durable(vec![answer(&events, "c")], Instant::now());
+        wal_sync.answer_when_durable(vec![answer(&events, "b")], Some(Instant::now()));
+        wal_sync.answer_when_durable(vec![answer(&events, "c")], Some(Instant::now()));
         drop(wal_sync);
         let events = events.lock().unwrap().clone();
         assert_eq!(
@@ -195,7 +202,7 @@ mod tests {
         let sync: SyncWal = Box::new(|| Err(std::io::Error::other("the disk went away")));
         let wal_sync = WalSync::start(sync, Arc::new(WriterStats::default()));
         assert!(!wal_sync.failed());
-        wal_sync.answer_when_durable(vec![answer(&events, "a")], Instant::now());
+        wal_sync.answer_when_durable(vec![answer(&events, "a")], Some(Instant::now()));
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         while !wal_sync.failed() && Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));

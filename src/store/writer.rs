@@ -204,13 +204,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread on the database at `path`, which `conn` has open. `batch_rows` bounds
-    /// a group commit; 1 gives every command its own transaction (the baseline the benchmark
-    /// compares group commit with).
+    /// Starts the thread on the database at `path` (`file` names it), which `conn` has open.
+    /// `batch_rows` bounds a group commit; 1 gives every command its own transaction (the
+    /// baseline the benchmark compares group commit with).
     pub fn start(
         conn: Connection,
         options: WriterOptions,
         path: &std::path::Path,
+        file: Option<FileIdentity>,
         durability: Durability,
     ) -> rusqlite::Result<Writer> {
         let (queue, commands) = bounded(options.queue_capacity.max(1));
@@ -239,7 +240,7 @@ impl Writer {
             conn,
             batch_rows: options.batch_rows.max(1),
             stats: stats.clone(),
-            file: FileIdentity::of(path),
+            file,
             file_gone_said: false,
             durable,
         };
@@ -500,41 +501,36 @@ impl WriterLoop {
                 None::<fn(rusqlite::backup::Progress)>,
             )
             .map_err(|e| Error::Internal(format!("restoring {} failed: {e}", from.display())));
-        let restored = result.is_ok();
-        if restored {
+        if result.is_ok() {
             self.stats.commits.fetch_add(1, Ordering::SeqCst);
             self.after_reset = true;
             self.find_orphans();
             self.find_cleanups();
         }
-        let reply = reply.clone();
-        let answer: PendingAnswer = Box::new(move |sync_failure: Option<&CommitFailure>| {
-            let result = match sync_failure {
-                Some(failure) if restored => Err(failure.error()),
-                _ => result,
-            };
-            let _ = reply.send(result);
-        });
-        self.answer_when_durable(vec![answer], None, std::time::Instant::now());
+        let (_, answer) = answer_after_commit(reply, result, true);
+        self.answer_when_durable(vec![answer], None, None);
     }
 
     /// Answers a transaction's callers: at once when its commit failed or when SQLite syncs
-    /// commits itself, otherwise once `wal_sync` has made the commit durable.
+    /// commits itself, otherwise once `wal_sync` has made the commit durable. A commit timed
+    /// from `commit_started` is observed in `commit_seconds` (a restore's is not).
     fn answer_when_durable(
         &self,
         answers: Vec<PendingAnswer>,
         commit_failure: Option<&CommitFailure>,
-        commit_started: std::time::Instant,
+        commit_started: Option<std::time::Instant>,
     ) {
         match &self.durable {
             Some(wal_sync) if commit_failure.is_none() => {
                 wal_sync.answer_when_durable(answers, commit_started)
             }
             _ => {
-                if commit_failure.is_none() {
+                if commit_failure.is_none()
+                    && let Some(started) = commit_started
+                {
                     self.stats
                         .commit_seconds
-                        .observe(commit_started.elapsed().as_secs_f64());
+                        .observe(started.elapsed().as_secs_f64());
                 }
                 for answer in answers {
                     answer(commit_failure);
@@ -613,7 +609,7 @@ impl WriterLoop {
                     self.stats.batch_rows.observe(rows as f64);
                     self.stats.committed.inc();
                 }
-                self.answer_when_durable(answers, commit_failure.as_ref(), committing);
+                self.answer_when_durable(answers, commit_failure.as_ref(), Some(committing));
             }
             Err(why) => {
                 eprintln!("writer: {why}");
