@@ -85,7 +85,7 @@ pub fn open_writer(
         .map_err(not_ours)?;
     // The import path alone uses more statements than rusqlite's default cache of 16 keeps.
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // 16 MiB of page cache: against 64 MiB, the writer alone imported fresh contacts 9–16 %
+    // 16 MiB of page cache: against 64 MiB, the writer alone imported fresh contacts 9–11 %
     // faster (800,000 rows, the file well past either size; the profile's one clear difference
     // is the cache's truncation at each commit, which walks its hash table), and updated
     // random contacts among a million alike (their cost is the pages they dirty). Past the
