@@ -233,8 +233,8 @@ fn import_into(
     let mut done = job.skip;
     // Calls run `CALLS_IN_FLIGHT` at a time (the writer commits them together, as it does for
     // concurrent clients), while a thread reads the next rows and builds their parameters.
-    // Answers are taken in file order; once stopped, the calls already started finish and no new one
-    // starts, so what is done is always the file's first rows.
+    // Answers are taken in file order; once stopped, the calls already started finish and no
+    // new one starts, so what is done is always the file's first rows.
     let (to_workers, work) = std::sync::mpsc::sync_channel::<(usize, Prepared)>(CALLS_IN_FLIGHT);
     let work = std::sync::Mutex::new(work);
     let (to_main, answers) =

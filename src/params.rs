@@ -372,6 +372,7 @@ impl Params {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
             };
+            // A key with an empty name goes the general way, which counts it and drops it.
             if let Some((name, indexes, depth)) = index_key(raw_key)
                 && !name.is_empty()
             {

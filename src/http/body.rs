@@ -198,7 +198,6 @@ fn urlencoded_pairs<'a>(
     form: &'a [u8],
     name: &str,
 ) -> impl Iterator<Item = (Cow<'a, [u8]>, Cow<'a, [u8]>)> {
-    let first = name.as_bytes().first().copied();
     let mut start = 0;
     memchr::memchr_iter(b'&', form)
         .chain(std::iter::once(form.len()))
@@ -207,10 +206,7 @@ fn urlencoded_pairs<'a>(
             start = end + 1;
             pair
         })
-        .filter(move |pair| match pair.first() {
-            None => false,
-            Some(&b) => Some(b) == first || b == b'%' || b == b'+' || first.is_none(),
-        })
+        .filter(move |pair| !pair.is_empty() && may_begin(pair, name))
         .map(|pair| match memchr::memchr(b'=', pair) {
             Some(at) => (Cow::Borrowed(&pair[..at]), Cow::Borrowed(&pair[at + 1..])),
             None => (Cow::Borrowed(pair), Cow::Borrowed(&b""[..])),
@@ -254,18 +250,24 @@ fn last_pair<'a>(
     found
 }
 
+/// Whether raw bytes can begin a key naming `name` by their first byte alone: it is `name`'s
+/// own, or an escape (`%`, `+`) that may decode to it. Most keys are told apart this way
+/// (`data[..]` from `api_key`). Anything may begin an empty name; nothing else an empty key.
+fn may_begin(raw: &[u8], name: &str) -> bool {
+    match (raw.first(), name.as_bytes().first()) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(&first), Some(&wanted)) => first == wanted || first == b'%' || first == b'+',
+    }
+}
+
 /// Whether a raw key can decode to a key whose top-level name is `name` (which has no `[`,
 /// `%` or `+`), judged by its bytes before the first `%`, `+` or `[`: they decode to
 /// themselves, so they must begin `name`, and they are all of it when a `[` or the end follows.
 /// Looking up the key of an import call no longer percent-decodes every one of its thousands
 /// of `data[i][j]` keys (a fifth of the call's time outside the writer).
 fn may_name(raw_key: &[u8], name: &str) -> bool {
-    // Most keys are told apart by their first byte alone (`data[..]` from `api_key`).
-    if let (Some(&first), Some(&wanted)) = (raw_key.first(), name.as_bytes().first())
-        && first != wanted
-        && first != b'%'
-        && first != b'+'
-    {
+    if !may_begin(raw_key, name) {
         return false;
     }
     let literal = raw_key
