@@ -558,11 +558,17 @@ fn floor_run(
 }
 
 /// The whole HTTP path (4 clients) against the storage floor, fresh and updates, in
-/// interleaved rounds.
+/// interleaved rounds; and, for fresh rows, the writer alone (the same calls planned before the
+/// clock starts), which tells the writer's own distance to the floor from what the HTTP path
+/// adds on the same two cores.
 fn storage_floor(calls: usize) {
     let (mut http_new, mut http_update, mut floor_new, mut floor_update) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut writer_alone_new = Vec::new();
     for _ in 0..ROUNDS {
+        let writer_alone = Bench::start(Durability::Full, BATCH_ROWS);
+        writer_alone_new.push(writer_alone.storage(0..calls, 0, 4));
+        drop(writer_alone);
         let bench = Bench::start(Durability::Full, BATCH_ROWS);
         http_new.push(bench.http(0..calls, 0, 4));
         let fresh = stored_rows(&bench.db_path());
@@ -577,6 +583,11 @@ fn storage_floor(calls: usize) {
         ("floor_new", &floor_new),
         ("http_new_4_clients", &http_new),
         "http_vs_floor_new",
+    );
+    report_pair(
+        ("floor_new", &floor_new),
+        ("writer_alone_new", &writer_alone_new),
+        "writer_alone_vs_floor_new",
     );
     report_pair(
         ("floor_update", &floor_update),
