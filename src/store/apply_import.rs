@@ -4,13 +4,16 @@
 
 use crate::error::{Error, Result};
 use crate::import_plan::{
-    Channel, ChannelChanges, ImportPlan, ListChanges, RowChanges, RowNote, Verdict, too_many_tags,
+    Channel, ChannelChanges, ImportPlan, ListChanges, PlannedRow, RowChanges, RowNote, Verdict,
+    too_many_tags,
 };
 use crate::model::MAX_TAGS_PER_CONTACT;
 use crate::model::{
     Availability, Email, EmailStatus, MembershipState, Phone, PhoneStatus, StatusCode, Timestamp,
 };
-use crate::store::contact_rows::{self, ChannelColumns, Db, Found, NewContacts, Owner, TagIds};
+use crate::store::contact_rows::{
+    self, ChannelColumns, Db, Found, NewContacts, NewRow, Owner, RUN_ROWS, TagIds,
+};
 use crate::store::facets;
 use crate::store::packed::{Membership, Memberships, TagSet};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -34,6 +37,34 @@ pub struct ImportOutcome {
     pub log: Vec<LogEntry>,
     /// Some insert took the account past its contact limit.
     pub overlimit: bool,
+}
+
+impl ImportOutcome {
+    fn log(&mut self, index: u64, note: RowNote) {
+        self.log.push(LogEntry { index, note });
+    }
+
+    /// Counts a row refused, and logs why.
+    fn rejected(&mut self, index: u64, note: RowNote) {
+        self.invalid += 1;
+        self.log(index, note);
+    }
+
+    /// Counts what an applied row did, and logs its warnings.
+    fn record(&mut self, index: u64, (applied, warnings, email_is_new): AppliedRow) {
+        match applied {
+            Applied::Inserted => self.inserted += 1,
+            Applied::Updated => self.updated += 1,
+            Applied::Deleted => self.deleted += 1,
+        }
+        if email_is_new {
+            self.new_emails += 1;
+        }
+        for warning in warnings {
+            self.overlimit |= warning.code == "overlimit";
+            self.log(index, warning);
+        }
+    }
 }
 
 /// What an applied row did.
@@ -91,6 +122,10 @@ struct CallState<'a> {
     contact_count: i64,
     /// The last row applied created a contact: the next one is tried as a new contact first.
     expect_new: bool,
+    /// How many rows `insert_run` tries at once next: doubled after each run or row inserted
+    /// as new, back to one when a try finds an address taken, so that a call of known contacts
+    /// wastes at most a try of two rows.
+    run_len: usize,
 }
 
 pub fn apply_import(conn: &Connection, plan: &ImportPlan) -> Result<ImportOutcome> {
@@ -123,43 +158,30 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan) -> Result<ImportOutcom
         contact_limit,
         contact_count,
         expect_new: true,
+        run_len: 2,
     };
     let mut outcome = ImportOutcome {
         total: plan.rows.len(),
         ..ImportOutcome::default()
     };
-    for row in &plan.rows {
-        let log = |note: RowNote, outcome: &mut ImportOutcome| {
-            outcome.log.push(LogEntry {
-                index: row.index,
-                note,
-            })
-        };
-        match &row.verdict {
-            Verdict::Reject(note) => {
-                outcome.invalid += 1;
-                log(note.clone(), &mut outcome);
+    let mut at = 0;
+    while at < plan.rows.len() {
+        if let Some(inserted) = state.insert_run(&plan.rows[at..])? {
+            let count = inserted.len();
+            for (row, applied) in plan.rows[at..].iter().zip(inserted) {
+                outcome.record(row.index, applied);
             }
-            Verdict::Duplicate(note) => log(note.clone(), &mut outcome),
+            at += count;
+            continue;
+        }
+        let row = &plan.rows[at];
+        at += 1;
+        match &row.verdict {
+            Verdict::Reject(note) => outcome.rejected(row.index, note.clone()),
+            Verdict::Duplicate(note) => outcome.log(row.index, note.clone()),
             Verdict::Apply(changes) => match state.apply_row(changes, row.as_new.as_deref())? {
-                Err(note) => {
-                    outcome.invalid += 1;
-                    log(note, &mut outcome);
-                }
-                Ok((applied, warnings, email_is_new)) => {
-                    match applied {
-                        Applied::Inserted => outcome.inserted += 1,
-                        Applied::Updated => outcome.updated += 1,
-                        Applied::Deleted => outcome.deleted += 1,
-                    }
-                    if email_is_new {
-                        outcome.new_emails += 1;
-                    }
-                    for warning in warnings {
-                        outcome.overlimit |= warning.code == "overlimit";
-                        log(warning, &mut outcome);
-                    }
-                }
+                Err(note) => outcome.rejected(row.index, note),
+                Ok(applied) => outcome.record(row.index, applied),
             },
         }
     }
@@ -182,7 +204,9 @@ fn check_fields_exist(conn: &Connection, account_id: i64, field_ids: &[i64]) -> 
     Ok(())
 }
 
-type RowResult = std::result::Result<(Applied, Vec<RowNote>, bool), RowNote>;
+/// What an applied row did, the warnings it logs, and whether it left an email new.
+type AppliedRow = (Applied, Vec<RowNote>, bool);
+type RowResult = std::result::Result<AppliedRow, RowNote>;
 
 impl CallState<'_> {
     /// Applies one checked row. The outer `Result` is a fault of the server; the inner one a
@@ -199,6 +223,65 @@ impl CallState<'_> {
         Ok(applied)
     }
 
+    /// The rows ahead, up to `run_len` of them, inserted as new contacts at once
+    /// (`contact_rows::insert_new_run`) while rows keep creating contacts: what each did, or
+    /// `None` with nothing written when they are not all new, or fewer than two ahead could be.
+    /// They are then applied one by one, with the same answer.
+    fn insert_run(&mut self, rows: &[PlannedRow]) -> Result<Option<Vec<AppliedRow>>> {
+        if !self.expect_new || self.run_len < 2 {
+            return Ok(None);
+        }
+        let mut run: Vec<(&NewContact, TagSet)> = Vec::with_capacity(self.run_len);
+        for row in rows.iter().take(self.run_len) {
+            let (Verdict::Apply(changes), Some(as_new)) = (&row.verdict, row.as_new.as_deref())
+            else {
+                break;
+            };
+            match self.known_tags(changes)? {
+                Some(tags) => run.push((as_new, tags)),
+                None => break,
+            }
+        }
+        if run.len() < 2 {
+            return Ok(None);
+        }
+        let new_rows: Vec<NewRow> = run
+            .iter()
+            .map(|(as_new, tags)| NewRow {
+                contact: &as_new.contact,
+                tags,
+                facets: &as_new.facets,
+            })
+            .collect();
+        let Some(first) = contact_rows::insert_new_run(&self.db, self.account_id, &new_rows)?
+        else {
+            self.run_len = 1;
+            return Ok(None);
+        };
+        self.run_len = (self.run_len * 2).min(RUN_ROWS);
+        let applied = run
+            .iter()
+            .zip(first..)
+            .map(|((as_new, _), id)| self.inserted(id, &as_new.contact, Vec::new()))
+            .collect();
+        Ok(Some(applied))
+    }
+
+    /// The tag ids of a row that can be inserted as a new contact without `apply_found`: all
+    /// its lists exist and all its tags exist, no more than a contact may have.
+    fn known_tags(&mut self, row: &RowChanges) -> Result<Option<TagSet>> {
+        if self.unknown_list(row).is_some() {
+            return Ok(None);
+        }
+        match &row.tags {
+            Some(given) => match self.tag_ids.known(&self.db, self.account_id, given)? {
+                Some(tags) if tags.len() <= MAX_TAGS_PER_CONTACT => Ok(Some(tags)),
+                _ => Ok(None),
+            },
+            None => Ok(Some(TagSet::default())),
+        }
+    }
+
     /// A row of a new contact, inserted without looking its addresses up first: an import of new
     /// contacts (the bulk of a first sync) then costs what the INSERT alone costs, since the
     /// INSERT's own uniqueness check is the lookup. `None`, with nothing written, when an address
@@ -210,15 +293,8 @@ impl CallState<'_> {
         row: &RowChanges,
         as_new: &NewContact,
     ) -> Result<Option<RowResult>> {
-        if self.unknown_list(row).is_some() {
+        let Some(tags) = self.known_tags(row)? else {
             return Ok(None);
-        }
-        let tags = match &row.tags {
-            Some(given) => match self.tag_ids.known(&self.db, self.account_id, given)? {
-                Some(tags) if tags.len() <= MAX_TAGS_PER_CONTACT => tags,
-                _ => return Ok(None),
-            },
-            None => TagSet::default(),
         };
         let inserted = contact_rows::insert_if_new(
             &self.db,
@@ -229,8 +305,10 @@ impl CallState<'_> {
         )?;
         let Some(id) = inserted else {
             self.expect_new = false;
+            self.run_len = 1;
             return Ok(None);
         };
+        self.run_len = (self.run_len * 2).min(RUN_ROWS);
         Ok(Some(Ok(self.inserted(id, &as_new.contact, Vec::new()))))
     }
 

@@ -280,6 +280,95 @@ pub fn insert_if_new(
     Ok(Some(id))
 }
 
+/// A new contact of a run for `insert_new_run`: the contact, its tags' ids, and its other
+/// facets (as `insert_if_new` takes them).
+pub struct NewRow<'a> {
+    pub contact: &'a Found,
+    pub tags: &'a TagSet,
+    pub facets: &'a [i64],
+}
+
+/// The most new contacts one statement of `insert_new_run` writes.
+pub const RUN_ROWS: usize = 1 << (RUN_STATEMENTS - 1);
+const RUN_STATEMENTS: usize = 6;
+
+/// `INSERT OR IGNORE` of 1, 2, 4 ... `RUN_ROWS` whole contact rows.
+static RUN_INSERTS: std::sync::LazyLock<[String; RUN_STATEMENTS]> =
+    std::sync::LazyLock::new(|| {
+        std::array::from_fn(|power| {
+            let row = format!("({})", ["?"; 16].join(", "));
+            let rows = vec![row; 1 << power].join(", ");
+            format!(
+                "INSERT OR IGNORE INTO contacts (account_id,
+                    email, email_status, email_availability, email_add_time, email_request_ip,
+                    email_confirm_time, email_confirm_ip,
+                    phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
+                    memberships, tag_ids, field_values)
+                 VALUES {rows}"
+            )
+        })
+    });
+
+/// Creates `rows` as new contacts, in order, a statement per up to `RUN_ROWS` of them: the
+/// first id (they have the ids after it in turn), or `None` with nothing left written when an
+/// address of one of them already belongs to a contact (or to one of them before it). One
+/// statement for many rows saves what SQLite spends per statement run (opening cursors,
+/// halting, resetting). A run that finds a taken address is undone whole, so that no row after
+/// it is written before the rows ahead of it are applied.
+pub fn insert_new_run(db: &Db, account_id: i64, rows: &[NewRow]) -> Result<Option<i64>> {
+    // Ids are left to SQLite, which appends each new row after the highest (giving them
+    // explicitly made every insert seek and split pages as if in the middle), so that they are
+    // known only while the highest id leaves room for them all.
+    let highest: Option<i64> = db
+        .stmt("SELECT max(id) FROM contacts")?
+        .query_row([], |row| row.get(0))?;
+    let first = highest.unwrap_or(0) + 1;
+    if first.checked_add(rows.len() as i64).is_none() {
+        return Ok(None);
+    }
+    let mut written = 0;
+    let mut rest = rows;
+    while !rest.is_empty() {
+        // The largest statement that fits what is left: 13 rows are 8, 4 and 1.
+        let power = (usize::BITS - 1 - rest.len().leading_zeros()) as usize;
+        let power = power.min(RUN_STATEMENTS - 1);
+        let (piece, after) = rest.split_at(1 << power);
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(16 * piece.len());
+        for row in piece {
+            values.extend(row_params(&account_id, row.contact, row.tags));
+        }
+        written += db.stmt(&RUN_INSERTS[power])?.execute(&values[..])?;
+        rest = after;
+    }
+    if written < rows.len() {
+        undo_new(db, account_id, first, written)?;
+        return Ok(None);
+    }
+    let mut facets = db.facets.borrow_mut();
+    for (row, id) in rows.iter().zip(first..) {
+        facets.record_new(account_id, id, row.facets, row.tags);
+    }
+    Ok(Some(first))
+}
+
+/// Deletes the `written` contacts `insert_new_run` just created from id `first` on. They were
+/// not counted yet, and the delete trigger uncounts them, so they are counted first: a
+/// savepoint around the run instead cost more than the statements saved, as every page the
+/// run touched was copied into its journal.
+fn undo_new(db: &Db, account_id: i64, first: i64, written: usize) -> Result<()> {
+    if written == 0 {
+        return Ok(());
+    }
+    let mut counted = NewContacts::default();
+    for id in first..first + written as i64 {
+        counted.add(account_id, id);
+    }
+    counted.count(db)?;
+    db.stmt("DELETE FROM contacts WHERE id >= ?1")?
+        .execute([first])?;
+    Ok(())
+}
+
 fn insert_row(db: &Db, account_id: i64, contact: &Found) -> Result<i64> {
     db.stmt(INSERT)?
         .execute(&row_params(&account_id, contact, &contact.tags)[..])?;

@@ -641,3 +641,64 @@ fn rows_of_new_and_known_contacts_mixed_in_one_call() {
     // a, b, c, d, n1, n3, n4, n6.
     assert_eq!(server.contact_count(), 8);
 }
+
+/// Rows of new contacts go in a run at a time (one statement for up to 32 rows). A run that
+/// meets a taken address is undone whole and its rows applied one by one: the answer is as if
+/// each row were applied in turn, ids follow the rows' order, and the block counts stay exact.
+#[test]
+fn a_run_of_new_rows_that_meets_a_taken_address_answers_as_row_by_row() {
+    let server = TestServer::start();
+    server.import(
+        &["email", "phone"],
+        &[&["x@example.com", "+15550100001"]],
+        &[],
+    );
+    let new_rows = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| vec![format!("n{i}@example.com"), String::new()])
+            .collect::<Vec<_>>()
+    };
+    // Runs grow 2, 4, 8, 16, 32 rows: the fifth (rows 30 to 61) holds x's row, which gives x a
+    // new phone, and after it a new email with x's old phone, free once x's row is applied.
+    let mut rows = new_rows(0..40);
+    rows.push(vec!["x@example.com".into(), "+15550100002".into()]);
+    rows.push(vec!["y@example.com".into(), "+15550100001".into()]);
+    rows.extend(new_rows(40..80));
+    let cells: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|row| row.iter().map(String::as_str).collect())
+        .collect();
+    let cells: Vec<&[&str]> = cells.iter().map(Vec::as_slice).collect();
+    let answer = server.import(&["email", "phone"], &cells, &[]);
+    let result = &answer["result"];
+    assert_eq!(
+        (&result["inserted"], &result["updated"], &result["invalid"]),
+        (&json!(81), &json!(1), &json!(0)),
+        "{answer}"
+    );
+    assert_eq!(
+        server.contact("x@example.com").unwrap()["phone"].as_str(),
+        Some("+15550100002")
+    );
+    let y = server.contact("+15550100001").unwrap();
+    assert_eq!(y["email"].as_str(), Some("y@example.com"));
+    let id = |address: &str| server.contact(address).unwrap()["id"].as_i64().unwrap();
+    let mut ids: Vec<i64> = (0..40).map(|i| id(&format!("n{i}@example.com"))).collect();
+    ids.push(id("y@example.com"));
+    ids.extend((40..80).map(|i| id(&format!("n{i}@example.com"))));
+    assert!(ids.windows(2).all(|w| w[0] + 1 == w[1]), "{ids:?}");
+    let db = server.db();
+    let blocks = |sql: &str| -> Vec<(i64, i64)> {
+        db.prepare(sql)
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        blocks("SELECT block, contacts FROM contact_blocks ORDER BY block"),
+        blocks("SELECT id >> 10, count(*) FROM contacts GROUP BY id >> 10 ORDER BY 1")
+    );
+    assert_eq!(server.contact_count(), 82);
+}
