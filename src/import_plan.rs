@@ -8,7 +8,7 @@ use crate::model::{
     Availability, Email, EmailStatus, MAX_TAGS_PER_CONTACT, Phone, PhoneStatus, Timestamp,
     comma_items, normalise_tags, parse_flag,
 };
-use crate::params::{Key, Param, Params};
+use crate::params::{DataRows, Key, Param, Params};
 use crate::store::apply_import::{NewContact, new_contact};
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -318,6 +318,35 @@ pub fn split_rows<'a>(data: &'a Param, columns: &Columns) -> Result<Vec<RowCells
             row_cells[position] = Some(value);
         }
         out.push((*index, row_cells));
+    }
+    Ok(out)
+}
+
+/// `split_rows` for `data` read as rows (`Params::from_urlencoded_rows`): the same rows, or the
+/// same error. Such rows are arrays of cells with numeric indexes by how they were read, so
+/// only the row count and the columns can be wrong.
+pub fn split_data_rows<'a>(
+    data: &'a DataRows,
+    columns: &Columns,
+) -> Result<Vec<RowCells<'a>>, String> {
+    if data.len() > MAX_ROWS {
+        return Err(format!(
+            "data has {} rows, more than {MAX_ROWS}",
+            data.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(data.len());
+    for (index, cells) in data.rows() {
+        let mut row_cells = vec![None; columns.entries.len()];
+        for (column, value) in cells {
+            let Some(position) = columns.position(column) else {
+                return Err(format!(
+                    "data[{index}][{column}] is beyond the columns of field_names"
+                ));
+            };
+            row_cells[position] = Some(value);
+        }
+        out.push((index, row_cells));
     }
     Ok(out)
 }

@@ -135,7 +135,8 @@ pub struct BoundedParams {
 
 impl BoundedParams {
     /// Cuts the call's parameters (a walk over value lengths) and writes what is kept.
-    pub fn new(mut params: Params) -> BoundedParams {
+    pub fn new(params: Params) -> BoundedParams {
+        let mut params = params.with_tree();
         let mut data_cut = false;
         match params.get_mut("data") {
             Some(Param::Array(rows)) => data_cut = rows.keep_within(&mut { DATA_BYTES }),

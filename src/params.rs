@@ -4,6 +4,13 @@
 
 use std::collections::BTreeMap;
 
+mod data_rows;
+pub use data_rows::DataRows;
+use data_rows::RowsBuilder;
+
+/// The import's cells, the one parameter `from_urlencoded_rows` may read as rows.
+const DATA: &str = "data";
+
 /// Bracket nesting deeper than this is refused: no method needs more than two levels
 /// (`data[row][column]`), and every level is a node a hostile key could multiply.
 pub const MAX_DEPTH: usize = 2;
@@ -338,6 +345,8 @@ impl std::fmt::Display for ParamError {
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     entries: BTreeMap<String, Param>,
+    /// `data` when read as rows (`from_urlencoded_rows`); then `entries` has no `data`.
+    rows: Option<DataRows>,
     /// Parameters inserted and tree nodes made so far, held to `MAX_PARAMS` and `MAX_NODES`.
     inserted: usize,
     nodes: usize,
@@ -345,7 +354,7 @@ pub struct Params {
 
 impl PartialEq for Params {
     fn eq(&self, other: &Params) -> bool {
-        self.entries == other.entries
+        self.entries == other.entries && self.rows == other.rows
     }
 }
 
@@ -354,7 +363,35 @@ impl Eq for Params {}
 impl Params {
     /// Decodes an `application/x-www-form-urlencoded` string (also a query string).
     pub fn from_urlencoded(input: &[u8]) -> Result<Params, ParamError> {
+        Params::decode_urlencoded(input, false)
+    }
+
+    /// `from_urlencoded` for an import call's form: `data[row][column]` cells are read as
+    /// `DataRows` (`data_rows`) while their keys are canonical and their rows in order. The
+    /// same parameters either way: `with_tree` gives back the other's result.
+    pub fn from_urlencoded_rows(input: &[u8]) -> Result<Params, ParamError> {
+        Params::decode_urlencoded(input, true)
+    }
+
+    fn decode_urlencoded(input: &[u8], read_rows: bool) -> Result<Params, ParamError> {
         let mut params = Params::default();
+        // `data` is read as rows while no key has made it anything else.
+        let mut rows = read_rows.then(|| RowsBuilder::with_capacity(input.len()));
+        let decoded = params.decode_pairs(input, &mut rows);
+        // A value read as rows that is not UTF-8 came before whatever else failed.
+        let rows = rows.map(RowsBuilder::finish).transpose()?;
+        decoded?;
+        params.rows = rows.filter(|rows| !rows.is_empty());
+        Ok(params)
+    }
+
+    /// Decodes every pair of `input` into these parameters, `data[row][column]` ones into
+    /// `rows` while it is there.
+    fn decode_pairs(
+        &mut self,
+        input: &[u8],
+        rows: &mut Option<RowsBuilder>,
+    ) -> Result<(), ParamError> {
         // One buffer for every key: keys are dropped once placed, values are kept.
         let mut key = Vec::new();
         // The array the last bracket key went into, held out of `entries` while the keys after
@@ -376,29 +413,72 @@ impl Params {
             if let Some((name, indexes, depth)) = index_key(raw_key)
                 && !name.is_empty()
             {
+                if name == DATA
+                    && let Some(building) = rows.as_mut()
+                {
+                    if let (2, [Segment::Index(row), Segment::Index(column)]) = (depth, indexes)
+                        && let Some(made) = building.add(row, column, raw_value)?
+                    {
+                        self.count_parameter()?;
+                        self.count_nodes(made)?;
+                        continue;
+                    }
+                    self.rows_made_tree(rows.take())?;
+                }
                 let value = percent_decode(raw_value)?;
                 if hot.as_ref().is_none_or(|(hot_name, _)| hot_name != name) {
-                    params.put_back(hot.take());
-                    let root = params
+                    self.put_back(hot.take());
+                    let root = self
                         .entries
                         .remove(name)
                         .unwrap_or_else(|| Param::Array(ParamArray::default()));
                     hot = Some((name.to_string(), root));
                 }
                 let (_, root) = hot.as_mut().expect("held just above");
-                params.count_parameter()?;
+                self.count_parameter()?;
                 let made = insert_path(root, &indexes[..depth], value);
-                params.count_nodes(made)?;
+                self.count_nodes(made)?;
                 continue;
             }
-            params.put_back(hot.take());
+            self.put_back(hot.take());
             key.clear();
             percent_decode_into(raw_key, &mut key);
             let key = std::str::from_utf8(&key).map_err(|_| ParamError::NotUtf8)?;
-            params.insert(key, percent_decode(raw_value)?)?;
+            if rows.is_some() && key_target(key).0 == DATA {
+                self.rows_made_tree(rows.take())?;
+            }
+            self.insert(key, percent_decode(raw_value)?)?;
         }
-        params.put_back(hot);
-        Ok(params)
+        self.put_back(hot);
+        Ok(())
+    }
+
+    /// Puts what was read as rows into `entries` as the tree, for a `data` key that is not a
+    /// row's cell in order: `data` is a tree from then on.
+    fn rows_made_tree(&mut self, rows: Option<RowsBuilder>) -> Result<(), ParamError> {
+        if let Some(rows) = rows.filter(|rows| !rows.is_empty()) {
+            self.entries
+                .insert(DATA.to_string(), rows.finish()?.into_param());
+        }
+        Ok(())
+    }
+
+    /// `data` read as rows, if it was (`from_urlencoded_rows`).
+    pub fn data_rows(&self) -> Option<&DataRows> {
+        self.rows.as_ref()
+    }
+
+    /// These parameters with `data` as a tree, as `from_urlencoded` gives them.
+    pub fn with_tree(mut self) -> Params {
+        self.rows_into_tree();
+        self
+    }
+
+    /// Puts `data` read as rows into `entries` as the tree.
+    fn rows_into_tree(&mut self) {
+        if let Some(rows) = self.rows.take() {
+            self.entries.insert(DATA.to_string(), rows.into_param());
+        }
     }
 
     /// Returns the array `from_urlencoded` held out of the map.
@@ -466,6 +546,12 @@ impl Params {
 
     /// Merges `other` over `self`: a top-level name present in `other` replaces the one here.
     pub fn overlay(&mut self, other: Params) {
+        if other.rows.is_some() {
+            self.entries.remove(DATA);
+            self.rows = other.rows;
+        } else if other.entries.contains_key(DATA) {
+            self.rows = None;
+        }
         self.entries.extend(other.entries);
         self.inserted += other.inserted;
         self.nodes += other.nodes;
@@ -706,6 +792,19 @@ mod tests {
     }
 
     #[test]
+    fn rows_overlaid_replace_the_data_they_are_laid_over() {
+        let mut query = decode("data[0][0]=q&data[0][1]=r&a=1");
+        query.overlay(Params::from_urlencoded_rows(b"data[0][0]=b").unwrap());
+        assert_eq!(query.get("data"), None);
+        assert_eq!(query.data_rows().map(DataRows::len), Some(1));
+        assert_eq!(query.with_tree(), decode("a=1&data[0][0]=b"));
+        let mut rows = Params::from_urlencoded_rows(b"data[0][0]=q").unwrap();
+        rows.overlay(decode("data[1][0]=b"));
+        assert_eq!(rows.data_rows(), None);
+        assert_eq!(rows, decode("data[1][0]=b"));
+    }
+
+    #[test]
     fn plain_values() {
         check("a=1&b=2", "a", value("1"));
         check("a=x+y%20z", "a", value("x y z"));
@@ -793,6 +892,33 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
+    /// `from_urlencoded_rows` gives what `from_urlencoded` gives, counts included, once its
+    /// rows are a tree, and never holds `data` both ways; answers whether it read rows.
+    fn same_as_rows(body: &str) -> Result<bool, TestCaseError> {
+        let tree = Params::from_urlencoded(body.as_bytes());
+        let rows = Params::from_urlencoded_rows(body.as_bytes());
+        match (&tree, &rows) {
+            (Ok(tree), Ok(rows)) => {
+                prop_assert_eq!(
+                    (rows.inserted, rows.nodes),
+                    (tree.inserted, tree.nodes),
+                    "{}",
+                    body
+                );
+                prop_assert!(rows.get("data").is_none() || rows.data_rows().is_none());
+                prop_assert_eq!(&rows.clone().with_tree(), tree, "{}", body);
+                Ok(rows.data_rows().is_some())
+            }
+            (Err(tree), Err(rows)) => {
+                prop_assert_eq!(tree, rows, "{}", body);
+                Ok(false)
+            }
+            _ => Err(TestCaseError::fail(format!(
+                "{body}: {tree:?} against {rows:?}"
+            ))),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -875,6 +1001,55 @@ mod properties {
                 (Ok(fast), None) => prop_assert_eq!(fast, reference, "{}", body),
                 (Err(fast), Some(reference)) => prop_assert_eq!(fast, reference, "{}", body),
                 (fast, reference) => prop_assert!(false, "{body}: {fast:?} against {reference:?}"),
+            }
+            same_as_rows(&body)?;
+        }
+
+        /// An import's form read as rows gives the parameters, counts and errors of the tree,
+        /// whatever the order of its rows and cells, repeated cells, and other `data` keys
+        /// among them.
+        #[test]
+        fn import_rows_read_as_the_tree(
+            pairs in prop::collection::vec(
+                (
+                    prop_oneof![
+                        8 => (0u8..4, 0u8..4).prop_map(|(r, c)| format!("data[{r}][{c}]")),
+                        2 => (0u8..4, 0u8..4).prop_map(|(r, c)| format!("data%5B{r}%5D%5B{c}%5D")),
+                        1 => prop::sample::select(vec![
+                            "data", "data[0]", "data[x][0]", "data[0][]", "%64ata[1][1]",
+                            "data[01][0]", "data[0][1][2]", "api_key", "field_names[0]",
+                            "[0][0]", "data[1][1]x",
+                        ]).prop_map(str::to_string),
+                    ],
+                    prop_oneof![
+                        6 => "[a-z0-9@.]{0,6}".boxed(),
+                        1 => "[a-z%+0-9]{0,4}".boxed(),
+                        1 => Just("%ff".to_string()).boxed(),
+                    ],
+                ),
+                0..24,
+            ),
+        ) {
+            let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let read_as_rows = same_as_rows(&body.join("&"))?;
+            // Plain `data[r][c]` keys alone, rows in order, valid values: read as rows.
+            let cell = |key: &str| {
+                let inner = key.strip_prefix("data[")?.strip_suffix(']')?;
+                let (row, column) = inner.split_once("][")?;
+                let canonical = |index: &str| index == "0" || !index.starts_with('0');
+                if !canonical(row) || !canonical(column) {
+                    return None;
+                }
+                Some((row.parse::<u8>().ok()?, column.parse::<u8>().ok()?))
+            };
+            let rows: Option<Vec<u8>> = pairs
+                .iter()
+                .map(|(key, value)| cell(key.replace("%5B", "[").replace("%5D", "]").as_str())
+                    .filter(|_| !value.contains('%'))
+                    .map(|(row, _)| row))
+                .collect();
+            if let Some(rows) = rows.filter(|rows| !rows.is_empty()) {
+                prop_assert_eq!(read_as_rows, rows.windows(2).all(|w| w[0] <= w[1]), "{:?}", pairs);
             }
         }
 

@@ -145,8 +145,9 @@ impl<'a> Form<'a> {
         }
     }
 
-    /// Every parameter, with `memory` held for the tree first.
-    pub fn decode(self, memory: &mut Reservation) -> Result<Params, BodyError> {
+    /// Every parameter, with `memory` held for the tree first. With `import_rows`, an
+    /// urlencoded body's `data` cells are read as rows (`Params::from_urlencoded_rows`).
+    pub fn decode(self, memory: &mut Reservation, import_rows: bool) -> Result<Params, BodyError> {
         let pairs = memchr::memchr_iter(b'&', self.query).count()
             + match &self.kind {
                 BodyKind::None => 0,
@@ -161,6 +162,7 @@ impl<'a> Form<'a> {
         let mut params = Params::from_urlencoded(self.query)?;
         let body_params = match &self.kind {
             BodyKind::None => return Ok(params),
+            BodyKind::Urlencoded if import_rows => Params::from_urlencoded_rows(&self.body)?,
             BodyKind::Urlencoded => Params::from_urlencoded(&self.body)?,
             BodyKind::Multipart { boundary } => {
                 let mut body_params = Params::default();
@@ -183,7 +185,7 @@ impl<'a> Form<'a> {
 /// first, see `routes`).
 pub fn request_params(request: &HttpRequest, max_body: usize) -> Result<Params, BodyError> {
     let mut memory = Reservation::default();
-    Form::read(request, max_body, &mut memory)?.decode(&mut memory)
+    Form::read(request, max_body, &mut memory)?.decode(&mut memory, false)
 }
 
 /// The plain value of `name` in an urlencoded string, without decoding the rest.
@@ -444,7 +446,7 @@ pub fn decode_recorded(recorded: &crate::journal::RecordedRequest) -> Option<Par
         &mut memory,
     )
     .ok()?;
-    form.decode(&mut memory).ok()
+    form.decode(&mut memory, false).ok()
 }
 
 #[cfg(test)]
@@ -557,7 +559,7 @@ mod tests {
             let request = request("/x", &[FORM], body);
             let form = Form::read(&request, 10_000, memory).unwrap();
             let plain = form.plain_value("api_key");
-            let decoded = form.decode(memory).unwrap();
+            let decoded = form.decode(memory, false).unwrap();
             assert_eq!(
                 plain.as_deref(),
                 decoded.value("api_key"),

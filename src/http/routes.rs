@@ -105,7 +105,8 @@ fn route(
     };
     // The body's part of the memory budget, grown as it is decompressed and decoded.
     let mut memory = std::mem::take(&mut request.memory);
-    let params = match read_params(app, &request, max_body, &mut memory) {
+    let import_rows = name == "importContacts";
+    let params = match read_params(app, &request, max_body, &mut memory, import_rows) {
         Ok(params) => params,
         Err(answer) => return answer,
     };
@@ -141,10 +142,13 @@ fn route(
         return refused;
     }
     if name == "importContacts" {
-        seen.rows = params
-            .get("data")
-            .and_then(|data| data.as_array())
-            .map(|rows| rows.len());
+        seen.rows = match params.data_rows() {
+            Some(rows) => Some(rows.len()),
+            None => params
+                .get("data")
+                .and_then(|data| data.as_array())
+                .map(|rows| rows.len()),
+        };
     }
     let result = api::call(app, method, account, &params);
     let outcome = match &result {
@@ -268,18 +272,20 @@ fn error_code(error: &Error) -> &'static str {
 
 /// The key checked before the form is decoded, so that a request without a valid key never
 /// costs a parameter tree; then the parameters. An HTTP-level refusal comes back as `Err`.
+/// `import_rows`: an import call, whose cells are read as rows (`Form::decode`).
 fn read_params(
     app: &App,
     request: &HttpRequest,
     max_body: usize,
     memory: &mut Reservation,
+    import_rows: bool,
 ) -> Result<Result<(Account, Params), Error>, HttpResponse> {
     let form = Form::read(request, max_body, memory).map_err(body_refusal)?;
     let account = match api::authenticate(&app.store, form.plain_value("api_key").as_deref()) {
         Ok(account) => account,
         Err(error) => return Ok(Err(error)),
     };
-    match form.decode(memory) {
+    match form.decode(memory, import_rows) {
         Ok(params) => Ok(Ok((account, params))),
         Err(error) => Err(body_refusal(error)),
     }
