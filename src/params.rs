@@ -733,38 +733,36 @@ pub fn percent_decode(input: &[u8]) -> Result<String, ParamError> {
     String::from_utf8(out).map_err(|_| ParamError::NotUtf8)
 }
 
-/// `percent_decode` into `out`, without the UTF-8 check. Runs of plain bytes are copied whole
-/// (an import call's values are mostly plain: copying byte by byte was a tenth of its decoding).
+/// `percent_decode` into `out`, without the UTF-8 check. The output is never longer than the
+/// input, so it is written into room made for the whole input, byte by byte, and cut to length:
+/// an import's values are short, and copying their plain runs with `memcpy` (or pushing each
+/// byte with a capacity check) cost about twice as much.
 pub fn percent_decode_into(input: &[u8], out: &mut Vec<u8>) {
-    out.reserve(input.len());
-    let mut rest = input;
-    loop {
-        // A plain search: on values this short memchr2's set-up cost twice what it saved.
-        let plain = rest
-            .iter()
-            .position(|&b| b == b'%' || b == b'+')
-            .unwrap_or(rest.len());
-        out.extend_from_slice(&rest[..plain]);
-        let Some((&escape, after)) = rest[plain..].split_first() else {
-            return;
+    let start = out.len();
+    out.resize(start + input.len(), 0);
+    let room = &mut out[start..];
+    let mut written = 0;
+    let mut read = 0;
+    while let Some(&byte) = input.get(read) {
+        read += 1;
+        room[written] = match byte {
+            b'+' => b' ',
+            b'%' => match (
+                input.get(read).and_then(hex_value),
+                input.get(read + 1).and_then(hex_value),
+            ) {
+                (Some(high), Some(low)) => {
+                    read += 2;
+                    high << 4 | low
+                }
+                // A `%` not followed by two hex digits stays as it is.
+                _ => b'%',
+            },
+            plain => plain,
         };
-        rest = after;
-        if escape == b'+' {
-            out.push(b' ');
-            continue;
-        }
-        match (
-            after.first().and_then(hex_value),
-            after.get(1).and_then(hex_value),
-        ) {
-            (Some(high), Some(low)) => {
-                out.push(high << 4 | low);
-                rest = &after[2..];
-            }
-            // A `%` not followed by two hex digits stays as it is.
-            _ => out.push(b'%'),
-        }
+        written += 1;
     }
+    out.truncate(start + written);
 }
 
 fn hex_value(byte: &u8) -> Option<u8> {
