@@ -12,7 +12,7 @@ use crate::model::{
     Availability, Email, EmailStatus, MembershipState, Phone, PhoneStatus, StatusCode, Timestamp,
 };
 use crate::store::contact_rows::{
-    self, ChannelColumns, Db, Found, NewContacts, NewRow, Owner, RUN_ROWS, TagIds,
+    self, ChannelColumns, Db, Found, NewContacts, NewRow, Owner, PackedColumns, RUN_ROWS, TagIds,
 };
 use crate::store::facets;
 use crate::store::packed::{Membership, Memberships, TagSet};
@@ -82,6 +82,18 @@ pub struct NewContact {
     contact: Found,
     /// Its facets (`facets::of_contact`), tags left out.
     facets: Vec<i64>,
+    packed: PackedColumns,
+}
+
+impl NewContact {
+    fn row<'a>(&'a self, tags: &'a TagSet) -> NewRow<'a> {
+        NewRow {
+            contact: &self.contact,
+            tags,
+            facets: &self.facets,
+            packed: &self.packed,
+        }
+    }
 }
 
 /// The row's contact were it new, with the call's time `now`; none for a row that deletes.
@@ -99,7 +111,13 @@ pub fn new_contact(row: &RowChanges, now: Timestamp) -> Option<Box<NewContact>> 
     debug_assert!(warnings.is_empty(), "a new contact has no status to keep");
     let mut facets = Vec::new();
     facets::of_contact(&contact, &mut facets);
-    Some(Box::new(NewContact { contact, facets }))
+    // Encoding cannot fail: the packed sets encode into a byte vector.
+    let packed = PackedColumns::of(&contact).ok()?;
+    Some(Box::new(NewContact {
+        contact,
+        facets,
+        packed,
+    }))
 }
 
 /// How a row's changes apply to a contact (§5.4 steps 1 and 3 to 5).
@@ -245,14 +263,7 @@ impl CallState<'_> {
         if run.len() < 2 {
             return Ok(None);
         }
-        let new_rows: Vec<NewRow> = run
-            .iter()
-            .map(|(as_new, tags)| NewRow {
-                contact: &as_new.contact,
-                tags,
-                facets: &as_new.facets,
-            })
-            .collect();
+        let new_rows: Vec<NewRow> = run.iter().map(|(as_new, tags)| as_new.row(tags)).collect();
         let Some(first) = contact_rows::insert_new_run(&self.db, self.account_id, &new_rows)?
         else {
             self.run_len = 1;
@@ -296,13 +307,7 @@ impl CallState<'_> {
         let Some(tags) = self.known_tags(row)? else {
             return Ok(None);
         };
-        let inserted = contact_rows::insert_if_new(
-            &self.db,
-            self.account_id,
-            &as_new.contact,
-            &tags,
-            &as_new.facets,
-        )?;
+        let inserted = contact_rows::insert_if_new(&self.db, self.account_id, &as_new.row(&tags))?;
         let Some(id) = inserted else {
             self.expect_new = false;
             self.run_len = 1;
