@@ -274,8 +274,41 @@ pub struct PlannedRow {
 /// One row of `data`: its index, and its cell for each column in order (`None`: absent).
 pub type RowCells<'a> = (u64, Vec<Option<&'a str>>);
 
+/// A call's `data`: read as rows from its form (`Params::from_urlencoded_rows`), or a tree.
+#[derive(Clone, Copy)]
+pub enum Data<'a> {
+    Rows(&'a DataRows),
+    Tree(&'a Param),
+}
+
+impl<'a> Data<'a> {
+    /// The call's `data`, if it has one.
+    pub fn of(params: &'a Params) -> Option<Data<'a>> {
+        match params.data_rows() {
+            Some(rows) => Some(Data::Rows(rows)),
+            None => params.get("data").map(Data::Tree),
+        }
+    }
+
+    /// How many rows there are, when `data` is an array of them.
+    pub fn row_count(self) -> Option<usize> {
+        match self {
+            Data::Rows(rows) => Some(rows.len()),
+            Data::Tree(tree) => tree.as_array().map(|rows| rows.len()),
+        }
+    }
+
+    /// The rows of cells, checking the shape (§5.2's row and cell errors).
+    pub fn split(self, columns: &Columns) -> Result<Vec<RowCells<'a>>, String> {
+        match self {
+            Data::Rows(rows) => split_data_rows(rows, columns),
+            Data::Tree(tree) => split_rows(tree, columns),
+        }
+    }
+}
+
 /// Reads `data` into rows of cells, checking the shape (§5.2's row and cell errors).
-pub fn split_rows<'a>(data: &'a Param, columns: &Columns) -> Result<Vec<RowCells<'a>>, String> {
+fn split_rows<'a>(data: &'a Param, columns: &Columns) -> Result<Vec<RowCells<'a>>, String> {
     let rows = match data {
         Param::Array(rows) => rows,
         Param::Value(_) => return Err("data must be an array of rows: data[0][0]=...".into()),
@@ -325,10 +358,7 @@ pub fn split_rows<'a>(data: &'a Param, columns: &Columns) -> Result<Vec<RowCells
 /// `split_rows` for `data` read as rows (`Params::from_urlencoded_rows`): the same rows, or the
 /// same error. Such rows are arrays of cells with numeric indexes by how they were read, so
 /// only the row count and the columns can be wrong.
-pub fn split_data_rows<'a>(
-    data: &'a DataRows,
-    columns: &Columns,
-) -> Result<Vec<RowCells<'a>>, String> {
+fn split_data_rows<'a>(data: &'a DataRows, columns: &Columns) -> Result<Vec<RowCells<'a>>, String> {
     if data.len() > MAX_ROWS {
         return Err(format!(
             "data has {} rows, more than {MAX_ROWS}",

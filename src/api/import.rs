@@ -2,9 +2,7 @@
 
 use super::{Answer, Call};
 use crate::error::{Error, Result};
-use crate::import_plan::{
-    Columns, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows, split_data_rows, split_rows,
-};
+use crate::import_plan::{Columns, Data, ImportFlags, ImportPlan, PARALLEL_THRESHOLD, plan_rows};
 use crate::model::Timestamp;
 use crate::store::apply_import::ImportOutcome;
 use crate::store::db;
@@ -53,21 +51,12 @@ fn plan(call: &Call, alone: bool) -> Result<std::sync::Arc<ImportPlan>> {
     let field_names = params
         .get("field_names")
         .ok_or_else(|| Error::invalid_arg("field_names is missing"))?;
-    // Read as rows from a form (`Params::from_urlencoded_rows`), or else a tree.
-    let (rows, tree) = (params.data_rows(), params.get("data"));
-    if rows.is_none() && tree.is_none() {
-        return Err(Error::invalid_arg("data is missing"));
-    }
+    let data = Data::of(params).ok_or_else(|| Error::invalid_arg("data is missing"))?;
     let user_fields = call
         .store
         .read(|conn| db::field_names(conn, call.account.id))?;
     let columns = Columns::parse(field_names, &user_fields).map_err(Error::invalid_arg)?;
-    let rows = match (rows, tree) {
-        (Some(rows), _) => split_data_rows(rows, &columns),
-        (None, Some(tree)) => split_rows(tree, &columns),
-        (None, None) => unreachable!("refused above"),
-    }
-    .map_err(Error::invalid_arg)?;
+    let rows = data.split(&columns).map_err(Error::invalid_arg)?;
     let now = Timestamp::now();
     Ok(std::sync::Arc::new(ImportPlan {
         account_id: call.account.id,

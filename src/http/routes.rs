@@ -142,13 +142,7 @@ fn route(
         return refused;
     }
     if name == "importContacts" {
-        seen.rows = match params.data_rows() {
-            Some(rows) => Some(rows.len()),
-            None => params
-                .get("data")
-                .and_then(|data| data.as_array())
-                .map(|rows| rows.len()),
-        };
+        seen.rows = crate::import_plan::Data::of(&params).and_then(|data| data.row_count());
     }
     let result = api::call(app, method, account, &params);
     let outcome = match &result {

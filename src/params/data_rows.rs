@@ -1,7 +1,7 @@
 //! An import call's cells (`data[row][column]=value`), read from its form into one string and a
 //! list of ranges instead of a tree with a string per cell: building that tree, with its
-//! allocations, and walking it again for the rows was about half of what the connection's thread
-//! spent reading an import call. Only keys of one canonical row and column index in order of
+//! allocations, and walking it again for the rows was about a third of decoding an import call's
+//! form. Only keys of one canonical row and column index in order of
 //! rows are read this way; any other `data` key turns what was read into the tree
 //! (`into_param`), and decoding goes on as before, so the result is the same.
 
