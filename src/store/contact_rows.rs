@@ -240,17 +240,25 @@ pub fn insert_contact(db: &Db, account_id: i64, contact: &Found) -> Result<i64> 
     Ok(id)
 }
 
+/// The start of an INSERT of whole contact rows, the columns in `row_params`' order.
+macro_rules! into_contacts {
+    () => {
+        " INTO contacts (account_id,
+            email, email_status, email_availability, email_add_time, email_request_ip,
+            email_confirm_time, email_confirm_ip,
+            phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
+            memberships, tag_ids, field_values)
+         VALUES "
+    };
+}
+
 /// The INSERT of a whole contact row, its values in `row_params`' order.
 macro_rules! insert_contact {
     ($insert:literal) => {
         concat!(
             $insert,
-            " INTO contacts (account_id,
-                email, email_status, email_availability, email_add_time, email_request_ip,
-                email_confirm_time, email_confirm_ip,
-                phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
-                memberships, tag_ids, field_values)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            into_contacts!(),
+            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         )
     };
 }
@@ -321,14 +329,7 @@ static RUN_INSERTS: std::sync::LazyLock<[String; RUN_STATEMENTS]> =
         std::array::from_fn(|power| {
             let row = format!("({})", ["?"; 16].join(", "));
             let rows = vec![row; 1 << power].join(", ");
-            format!(
-                "INSERT OR IGNORE INTO contacts (account_id,
-                    email, email_status, email_availability, email_add_time, email_request_ip,
-                    email_confirm_time, email_confirm_ip,
-                    phone, phone_status, phone_availability, phone_add_time, phone_request_ip,
-                    memberships, tag_ids, field_values)
-                 VALUES {rows}"
-            )
+            format!(concat!("INSERT OR IGNORE", into_contacts!(), "{}"), rows)
         })
     });
 
