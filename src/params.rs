@@ -1,6 +1,7 @@
 //! PHP-style bracket parameters (`data[0][1]=x`, `field_names[]=email`, `fields[email]=a@b.c`)
-//! decoded into a small tree (spec §1.2). Pure: bytes in, tree or error out. Bounded: depth,
-//! parameter and node counts are capped, and keys in any order cost O(n log n).
+//! decoded into a small tree (spec §1.2), or for an import call with its cells read as rows
+//! (`data_rows.rs`). Pure: bytes in, tree or error out. Bounded: depth, parameter and node
+//! counts are capped, and keys in any order cost O(n log n).
 
 use std::collections::BTreeMap;
 
@@ -395,7 +396,8 @@ impl Params {
         // One buffer for every key: keys are dropped once placed, values are kept.
         let mut key = Vec::new();
         // The array the last bracket key went into, held out of `entries` while the keys after
-        // it name it too: an import's thousands of `data[i][j]` keys then skip the map.
+        // it name it too: thousands of `data[i][j]` keys decoded as a tree (when not read as
+        // rows, as the journal's) then skip the map.
         let mut hot: Option<(String, Param)> = None;
         let mut start = 0;
         let ends = memchr::memchr_iter(b'&', input).chain(std::iter::once(input.len()));
@@ -460,8 +462,8 @@ impl Params {
     /// row's cell in order: `data` is a tree from then on.
     fn rows_made_tree(&mut self, rows: Option<RowsBuilder>) -> Result<(), ParamError> {
         if let Some(rows) = rows.filter(|rows| !rows.is_empty()) {
-            self.entries
-                .insert(DATA.to_string(), rows.finish()?.into_param());
+            self.rows = Some(rows.finish()?);
+            self.rows_into_tree();
         }
         Ok(())
     }
@@ -484,7 +486,7 @@ impl Params {
         }
     }
 
-    /// Returns the array `from_urlencoded` held out of the map.
+    /// Returns the array `decode_pairs` held out of the map.
     fn put_back(&mut self, held: Option<(String, Param)>) {
         if let Some((name, root)) = held {
             self.entries.insert(name, root);

@@ -75,7 +75,7 @@ enum Applied {
 }
 
 /// A row as a new contact, built with its facets when the call is planned, on the connection's
-/// thread: the writer then only inserts it (`CallState::insert_if_new`), which took a tenth of
+/// thread: the writer then only inserts it (`CallState::insert_run`), which took a tenth of
 /// its time per new contact. Its tags are left out, since only the writer can find their ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewContact {
@@ -140,9 +140,9 @@ struct CallState<'a> {
     contact_count: i64,
     /// The last row applied created a contact: the next one is tried as a new contact first.
     expect_new: bool,
-    /// How many rows `insert_run` tries at once next: doubled after each run or row inserted
-    /// as new, back to one when a try finds an address taken, so that a call of known contacts
-    /// wastes at most a try of two rows.
+    /// How many rows `insert_run` tries at once next: doubled after each run inserted, back to
+    /// one when a run finds an address taken, so that a call of known contacts wastes at most a
+    /// try of two rows.
     run_len: usize,
 }
 
@@ -197,7 +197,7 @@ pub fn apply_import(conn: &Connection, plan: &ImportPlan) -> Result<ImportOutcom
         match &row.verdict {
             Verdict::Reject(note) => outcome.rejected(row.index, note.clone()),
             Verdict::Duplicate(note) => outcome.log(row.index, note.clone()),
-            Verdict::Apply(changes) => match state.apply_row(changes, row.as_new.as_deref())? {
+            Verdict::Apply(changes) => match state.apply_row(changes)? {
                 Err(note) => outcome.rejected(row.index, note),
                 Ok(applied) => outcome.record(row.index, applied),
             },
@@ -227,26 +227,23 @@ type AppliedRow = (Applied, Vec<RowNote>, bool);
 type RowResult = std::result::Result<AppliedRow, RowNote>;
 
 impl CallState<'_> {
-    /// Applies one checked row. The outer `Result` is a fault of the server; the inner one a
-    /// rejection of the row, decided before anything of it is written.
-    fn apply_row(&mut self, row: &RowChanges, as_new: Option<&NewContact>) -> Result<RowResult> {
-        if self.expect_new
-            && let Some(as_new) = as_new
-            && let Some(applied) = self.insert_if_new(row, as_new)?
-        {
-            return Ok(applied);
-        }
+    /// Applies one checked row by looking its contact up. The outer `Result` is a fault of the
+    /// server; the inner one a rejection of the row, decided before anything of it is written.
+    fn apply_row(&mut self, row: &RowChanges) -> Result<RowResult> {
         let applied = self.apply_found(row)?;
         self.expect_new = matches!(applied, Ok((Applied::Inserted, _, _)));
         Ok(applied)
     }
 
-    /// The rows ahead, up to `run_len` of them, inserted as new contacts at once
-    /// (`contact_rows::insert_new_run`) while rows keep creating contacts: what each did, or
-    /// `None` with nothing written when they are not all new, or fewer than two ahead could be.
-    /// They are then applied one by one, with the same answer.
+    /// The rows ahead, up to `run_len` of them, inserted as new contacts without looking their
+    /// addresses up (`contact_rows::insert_new_run`), while rows keep creating contacts: an
+    /// import of new contacts (the bulk of a first sync) then costs what the INSERT alone costs,
+    /// since the INSERT's own uniqueness check is the lookup. What each row did, or `None` with
+    /// nothing written when the next row needs what only `apply_found` decides (a delete, an
+    /// unknown list, a tag to create, too many tags) or an address turns out taken; the rows
+    /// are then applied one by one, with the same answer.
     fn insert_run(&mut self, rows: &[PlannedRow]) -> Result<Option<Vec<AppliedRow>>> {
-        if !self.expect_new || self.run_len < 2 {
+        if !self.expect_new {
             return Ok(None);
         }
         let mut run: Vec<(&NewContact, TagSet)> = Vec::with_capacity(self.run_len);
@@ -260,12 +257,14 @@ impl CallState<'_> {
                 None => break,
             }
         }
-        if run.len() < 2 {
+        if run.is_empty() {
             return Ok(None);
         }
         let new_rows: Vec<NewRow> = run.iter().map(|(as_new, tags)| as_new.row(tags)).collect();
         let Some(first) = contact_rows::insert_new_run(&self.db, self.account_id, &new_rows)?
         else {
+            // Looked up one by one until a row creates a contact again.
+            self.expect_new = false;
             self.run_len = 1;
             return Ok(None);
         };
@@ -291,30 +290,6 @@ impl CallState<'_> {
             },
             None => Ok(Some(TagSet::default())),
         }
-    }
-
-    /// A row of a new contact, inserted without looking its addresses up first: an import of new
-    /// contacts (the bulk of a first sync) then costs what the INSERT alone costs, since the
-    /// INSERT's own uniqueness check is the lookup. `None`, with nothing written, when an address
-    /// already has a contact, or when the row needs what only `apply_found` decides (a delete,
-    /// an unknown list, a tag to create, too many tags); the row then takes that path, and the
-    /// answer is the same either way.
-    fn insert_if_new(
-        &mut self,
-        row: &RowChanges,
-        as_new: &NewContact,
-    ) -> Result<Option<RowResult>> {
-        let Some(tags) = self.known_tags(row)? else {
-            return Ok(None);
-        };
-        let inserted = contact_rows::insert_if_new(&self.db, self.account_id, &as_new.row(&tags))?;
-        let Some(id) = inserted else {
-            self.expect_new = false;
-            self.run_len = 1;
-            return Ok(None);
-        };
-        self.run_len = (self.run_len * 2).min(RUN_ROWS);
-        Ok(Some(Ok(self.inserted(id, &as_new.contact, Vec::new()))))
     }
 
     /// A row applied to the contact its addresses find, or to a new one if they find none.

@@ -253,36 +253,13 @@ macro_rules! into_contacts {
 }
 
 /// The INSERT of a whole contact row, its values in `row_params`' order.
-macro_rules! insert_contact {
-    ($insert:literal) => {
-        concat!(
-            $insert,
-            into_contacts!(),
-            "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        )
-    };
-}
-const INSERT: &str = insert_contact!("INSERT");
-const INSERT_IF_NEW: &str = insert_contact!("INSERT OR IGNORE");
+const INSERT: &str = concat!(
+    "INSERT",
+    into_contacts!(),
+    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+);
 
-/// Creates the contact of `row`, unless one of its addresses already belongs to one of the
-/// account's contacts (the address indexes are unique): the new id, or `None` with nothing
-/// written.
-pub fn insert_if_new(db: &Db, account_id: i64, row: &NewRow) -> Result<Option<i64>> {
-    let inserted = db
-        .stmt(INSERT_IF_NEW)?
-        .execute(&new_row_params(&account_id, row)[..])?;
-    if inserted == 0 {
-        return Ok(None);
-    }
-    let id = db.conn.last_insert_rowid();
-    db.facets
-        .borrow_mut()
-        .record_new(account_id, id, row.facets, row.tags);
-    Ok(Some(id))
-}
-
-/// A row to create as a new contact (`insert_if_new`, `insert_new_run`): the contact, its
+/// A row to create as a new contact (`insert_new_run`): the contact, its
 /// tags' ids, its other facets (`facets::of_contact`), and its packed memberships and values
 /// already encoded.
 pub struct NewRow<'a> {
